@@ -1,0 +1,1 @@
+//! Ordering unsorted file rows by key within a memory budget (in progress).
