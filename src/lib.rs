@@ -2,6 +2,7 @@
 //! truth) and a replica, compares them by checksum and by field, and reports every
 //! inconsistency. This crate is the core; `src/main.rs` and `src/cli/` are the thin glue.
 
+pub mod compare;
 pub mod exit;
 pub mod job;
 pub mod source;

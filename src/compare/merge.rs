@@ -1,0 +1,222 @@
+//! The merge-join: walks two streams of key-ordered pages in step, hands every key's
+//! rows to the [`Comparer`], and checks that each stream really is in key order.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+
+use crate::compare::{Comparer, GroupOutcome};
+use crate::job::Side;
+use crate::source::{Key, Row, SourceError};
+
+/// Pages as a reader task sends them; an `Err` ends the stream.
+pub type PageReceiver = mpsc::Receiver<Result<Vec<Row>, SourceError>>;
+
+/// Why a merge stopped.
+#[derive(Debug)]
+pub enum MergeError<E> {
+    /// A source failed, or yielded keys out of order.
+    Source(Side, SourceError),
+    /// The consumer of the findings failed (a report could not be written).
+    Sink(E),
+}
+
+impl<E> From<(Side, SourceError)> for MergeError<E> {
+    fn from((side, error): (Side, SourceError)) -> Self {
+        MergeError::Source(side, error)
+    }
+}
+
+/// Receives each key group's rows and outcome, in key order.
+pub trait GroupSink {
+    /// The consumer's error.
+    type Error;
+    /// Called once per key present on either side.
+    fn group(&mut self, key: &Key, owner: &[Row], replica: &[Row], outcome: GroupOutcome) -> Result<(), Self::Error>;
+}
+
+/// A side's stream of rows with one-row lookahead and the key-order check.
+pub struct Cursor {
+    side: Side,
+    receiver: PageReceiver,
+    queue: VecDeque<Row>,
+    last: Option<Key>,
+    done: bool,
+    rows_read: u64,
+}
+
+impl Cursor {
+    /// A cursor over the pages a reader task sends.
+    pub fn new(side: Side, receiver: PageReceiver) -> Cursor {
+        Cursor { side, receiver, queue: VecDeque::new(), last: None, done: false, rows_read: 0 }
+    }
+
+    /// Rows taken from this side so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// The next row's key, or `None` at the end of the stream.
+    async fn peek(&mut self) -> Result<Option<&Key>, (Side, SourceError)> {
+        while self.queue.is_empty() && !self.done {
+            match self.receiver.recv().await {
+                Some(Ok(page)) => self.queue = VecDeque::from(page),
+                Some(Err(e)) => return Err((self.side, e)),
+                None => self.done = true,
+            }
+        }
+        let Some(front) = self.queue.front() else {
+            return Ok(None);
+        };
+        if let Some(last) = &self.last
+            && front.key < *last
+        {
+            let message = format!("key {} came after key {}", front.key, last);
+            return Err((self.side, SourceError::Order(message)));
+        }
+        Ok(Some(&front.key))
+    }
+
+    /// Moves every row with `key` (the smallest key left) into `into`.
+    async fn take_group(&mut self, key: &Key, into: &mut Vec<Row>) -> Result<(), (Side, SourceError)> {
+        into.clear();
+        while self.peek().await?.is_some_and(|k| k == key) {
+            if let Some(row) = self.queue.pop_front() {
+                into.push(row);
+            }
+        }
+        self.rows_read += into.len() as u64;
+        if !into.is_empty() {
+            self.last = Some(key.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Merge-joins the two sides, comparing each key's rows and handing the outcome to `sink`.
+pub async fn merge<S: GroupSink>(
+    owner: &mut Cursor,
+    replica: &mut Cursor,
+    comparer: &mut Comparer,
+    sink: &mut S,
+) -> Result<(), MergeError<S::Error>> {
+    let (mut owner_rows, mut replica_rows) = (Vec::new(), Vec::new());
+    loop {
+        let owner_key = owner.peek().await?.cloned();
+        let replica_key = replica.peek().await?;
+        let key = match (owner_key, replica_key) {
+            (None, None) => return Ok(()),
+            (Some(o), None) => o,
+            (None, Some(r)) => r.clone(),
+            (Some(o), Some(r)) => {
+                if &o <= r {
+                    o
+                } else {
+                    r.clone()
+                }
+            }
+        };
+        owner.take_group(&key, &mut owner_rows).await?;
+        replica.take_group(&key, &mut replica_rows).await?;
+        let outcome = comparer.compare_group(&key, &owner_rows, &replica_rows);
+        sink.group(&key, &owner_rows, &replica_rows, outcome).map_err(MergeError::Sink)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{CompareField, ComparePlan, FieldRule, Kind};
+    use crate::job::Relation;
+    use crate::source::{FieldType, KeyPart, Value};
+
+    fn row(id: i64, v: &str) -> Row {
+        Row { key: Key(vec![KeyPart::Int(id)]), values: vec![Value::Text(v.into())] }
+    }
+
+    fn cursor(side: Side, pages: Vec<Vec<Row>>) -> Cursor {
+        let (tx, rx) = mpsc::channel(pages.len().max(1));
+        for p in pages {
+            tx.try_send(Ok(p)).unwrap();
+        }
+        Cursor::new(side, rx)
+    }
+
+    fn comparer(relation: Relation) -> Comparer {
+        Comparer::new(ComparePlan {
+            relation,
+            fields: vec![CompareField {
+                name: "v".into(),
+                replica_name: "v".into(),
+                rule: FieldRule::exact(FieldType::Text),
+                owner_col: 0,
+                replica_col: 0,
+            }],
+            owner_changed_at: None,
+            replica_changed_at: None,
+            recent_cutoff: None,
+            replica_key_cols: vec![],
+        })
+    }
+
+    #[derive(Default)]
+    struct Recorder(Vec<(Kind, Key)>);
+
+    impl GroupSink for Recorder {
+        type Error = ();
+        fn group(&mut self, _: &Key, _: &[Row], _: &[Row], outcome: GroupOutcome) -> Result<(), ()> {
+            self.0.extend(outcome.findings.into_iter().map(|f| (f.kind, f.key)));
+            Ok(())
+        }
+    }
+
+    fn key(id: i64) -> Key {
+        Key(vec![KeyPart::Int(id)])
+    }
+
+    #[tokio::test]
+    async fn finds_missing_and_mismatched_rows_across_page_boundaries() {
+        let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(2, "b")], vec![], vec![row(3, "c"), row(5, "e")]]);
+        let mut r = cursor(Side::Replica, vec![vec![row(1, "a")], vec![row(3, "x"), row(4, "d"), row(5, "e")]]);
+        let mut rec = Recorder::default();
+        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec).await.unwrap();
+        assert_eq!(
+            rec.0,
+            vec![(Kind::MissingInReplica, key(2)), (Kind::Mismatch, key(3)), (Kind::MissingInOwner, key(4))]
+        );
+        assert_eq!((o.rows_read(), r.rows_read()), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_reported_per_side_and_key() {
+        let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(1, "a")], vec![row(1, "b"), row(2, "b")]]);
+        let mut r = cursor(Side::Replica, vec![vec![row(1, "a"), row(2, "b"), row(2, "b")]]);
+        let mut rec = Recorder::default();
+        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec).await.unwrap();
+        assert_eq!(rec.0, vec![(Kind::DuplicateKey, key(1)), (Kind::DuplicateKey, key(2))]);
+        assert_eq!(o.rows_read(), 4);
+    }
+
+    #[tokio::test]
+    async fn out_of_order_keys_fail_loudly() {
+        let mut o = cursor(Side::Owner, vec![vec![row(2, "a"), row(1, "a")]]);
+        let mut r = cursor(Side::Replica, vec![]);
+        let err = merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut Recorder::default()).await;
+        match err {
+            Err(MergeError::Source(Side::Owner, SourceError::Order(m))) => assert!(m.contains("key 1 came after key 2")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn reference_rows_check_against_their_owner_row() {
+        let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(2, "b")]]);
+        let mut r = cursor(Side::Replica, vec![vec![row(1, "a"), row(1, "z"), row(1, "a"), row(3, "c"), row(3, "c")]]);
+        let mut rec = Recorder::default();
+        merge(&mut o, &mut r, &mut comparer(Relation::Reference), &mut rec).await.unwrap();
+        assert_eq!(
+            rec.0,
+            vec![(Kind::Mismatch, key(1)), (Kind::DanglingReference, key(3)), (Kind::DanglingReference, key(3))]
+        );
+    }
+}

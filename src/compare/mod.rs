@@ -1,0 +1,206 @@
+//! The compare engine: normalization, row digests, the per-key comparison and the
+//! merge-join of two key-ordered row streams. It knows rows and rules, not backends,
+//! files or the CLI; findings go to whoever consumes them (report writers, recheck).
+
+pub mod digest;
+pub mod inconsistency;
+pub mod merge;
+pub mod normalize;
+
+pub use inconsistency::{GroupOutcome, Inconsistency, Kind, Tally};
+pub use normalize::FieldRule;
+
+use crate::job::{Relation, Side};
+use crate::source::{Key, Row, Value};
+use normalize::{Normalized, normalize, parse_instant, within_tolerance};
+
+/// One compared field, resolved against both sources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompareField {
+    /// The owner's column name; reports name the field by it.
+    pub name: String,
+    /// The replica's column name.
+    pub replica_name: String,
+    /// How values are compared.
+    pub rule: FieldRule,
+    /// Index of the field in owner rows' values.
+    pub owner_col: usize,
+    /// Index of the field in replica rows' values.
+    pub replica_col: usize,
+}
+
+/// Everything the per-key comparison needs, resolved once per job.
+#[derive(Clone, Debug)]
+pub struct ComparePlan {
+    /// How replica rows relate to owner rows.
+    pub relation: Relation,
+    /// The compared fields.
+    pub fields: Vec<CompareField>,
+    /// Index of the owner's change-time column in owner rows, for staleness.
+    pub owner_changed_at: Option<usize>,
+    /// Index of the replica's change-time column in replica rows.
+    pub replica_changed_at: Option<usize>,
+    /// Rows whose change time is at or after this instant (nanoseconds since the Unix
+    /// epoch) are skipped as recent.
+    pub recent_cutoff: Option<i128>,
+    /// Indices of the replica's own row key columns in replica rows (reference jobs).
+    pub replica_key_cols: Vec<usize>,
+}
+
+/// Compares the rows that share one key. Keeps scratch buffers so that the hot path
+/// allocates nothing per field.
+pub struct Comparer {
+    plan: ComparePlan,
+    scratch_owner: Vec<u8>,
+    scratch_replica: Vec<u8>,
+}
+
+impl Comparer {
+    /// A comparer for the plan.
+    pub fn new(plan: ComparePlan) -> Comparer {
+        Comparer { plan, scratch_owner: Vec::new(), scratch_replica: Vec::new() }
+    }
+
+    /// The plan this comparer follows.
+    pub fn plan(&self) -> &ComparePlan {
+        &self.plan
+    }
+
+    /// Compares every owner and replica row that shares `key`.
+    pub fn compare_group(&mut self, key: &Key, owner: &[Row], replica: &[Row]) -> GroupOutcome {
+        let mut out = GroupOutcome::default();
+        for (side, rows) in [(Side::Owner, owner), (Side::Replica, replica)] {
+            let must_be_unique = side == Side::Owner || self.plan.relation == Relation::Mirror;
+            if rows.len() > 1 && must_be_unique {
+                let mut dup = Inconsistency::new(Kind::DuplicateKey, key.clone());
+                dup.side = Some(side);
+                dup.count = Some(rows.len());
+                out.findings.push(dup);
+            }
+        }
+        match self.plan.relation {
+            Relation::Mirror => self.compare_mirror(key, owner, replica, &mut out),
+            Relation::Reference => self.compare_reference(key, owner, replica, &mut out),
+        }
+        out
+    }
+
+    fn compare_mirror(&mut self, key: &Key, owner: &[Row], replica: &[Row], out: &mut GroupOutcome) {
+        let recent = owner.iter().any(|r| self.is_recent(Side::Owner, r))
+            || replica.iter().any(|r| self.is_recent(Side::Replica, r));
+        let kind = match (owner.first(), replica.first()) {
+            (Some(_), None) => Kind::MissingInReplica,
+            (None, Some(_)) => Kind::MissingInOwner,
+            (Some(o), Some(r)) => {
+                if owner.len() == 1 && replica.len() == 1 {
+                    if recent {
+                        out.skipped_recent += 1;
+                    } else {
+                        self.diff_rows(key, o, r, None, out);
+                    }
+                }
+                return;
+            }
+            (None, None) => return,
+        };
+        if recent {
+            out.skipped_recent += 1;
+        } else {
+            out.findings.push(Inconsistency::new(kind, key.clone()));
+        }
+    }
+
+    fn compare_reference(&mut self, key: &Key, owner: &[Row], replica: &[Row], out: &mut GroupOutcome) {
+        let owner_recent = owner.iter().any(|r| self.is_recent(Side::Owner, r));
+        for row in replica {
+            let replica_key = self.replica_key(row);
+            if owner_recent || self.is_recent(Side::Replica, row) {
+                out.skipped_recent += 1;
+            } else if owner.is_empty() {
+                let mut finding = Inconsistency::new(Kind::DanglingReference, key.clone());
+                finding.replica_key = replica_key;
+                out.findings.push(finding);
+            } else if owner.len() == 1 {
+                self.diff_rows(key, &owner[0], row, replica_key, out);
+            }
+        }
+    }
+
+    fn replica_key(&self, row: &Row) -> Option<Vec<Value>> {
+        if self.plan.replica_key_cols.is_empty() {
+            return None;
+        }
+        Some(self.plan.replica_key_cols.iter().map(|&i| row.values[i].clone()).collect())
+    }
+
+    fn is_recent(&self, side: Side, row: &Row) -> bool {
+        let (Some(cutoff), Some(col)) = (
+            self.plan.recent_cutoff,
+            match side {
+                Side::Owner => self.plan.owner_changed_at,
+                Side::Replica => self.plan.replica_changed_at,
+            },
+        ) else {
+            return false;
+        };
+        let instant = match &row.values[col] {
+            Value::Text(s) => parse_instant(s),
+            Value::Int(secs) => Some(*secs as i128 * 1_000_000_000),
+            _ => None,
+        };
+        instant.is_some_and(|t| t >= cutoff)
+    }
+
+    /// Compares one owner row with one replica row: digests first, then field by field
+    /// only when the digests differ (or a value did not parse).
+    fn diff_rows(
+        &mut self,
+        key: &Key,
+        owner: &Row,
+        replica: &Row,
+        replica_key: Option<Vec<Value>>,
+        out: &mut GroupOutcome,
+    ) {
+        let fields = &self.plan.fields;
+        let owner_digest = digest::row_digest(owner, fields, Side::Owner, &mut self.scratch_owner);
+        let replica_digest = digest::row_digest(replica, fields, Side::Replica, &mut self.scratch_replica);
+        if owner_digest.is_some() && owner_digest == replica_digest {
+            return;
+        }
+        let mut differs = false;
+        for (index, field) in self.plan.fields.iter().enumerate() {
+            let o = &owner.values[field.owner_col];
+            let r = &replica.values[field.replica_col];
+            let on = normalize(o, &field.rule, &mut self.scratch_owner);
+            let rn = normalize(r, &field.rule, &mut self.scratch_replica);
+            let reason = match (&on, &rn) {
+                (Err(a), Err(b)) => Some(format!("owner value {a}; replica value {b}")),
+                (Err(a), _) => Some(format!("owner value {a}")),
+                (_, Err(b)) => Some(format!("replica value {b}")),
+                _ => None,
+            };
+            let equal = match (on, rn) {
+                (Ok(Normalized::Null), Ok(Normalized::Null)) => true,
+                (Ok(Normalized::Value), Ok(Normalized::Value)) => {
+                    self.scratch_owner == self.scratch_replica
+                        || within_tolerance(&field.rule, &self.scratch_owner, &self.scratch_replica)
+                }
+                _ => false,
+            };
+            if equal {
+                continue;
+            }
+            differs = true;
+            let mut finding = Inconsistency::new(Kind::Mismatch, key.clone());
+            finding.field = Some(index);
+            finding.owner = Some(o.clone());
+            finding.replica = Some(r.clone());
+            finding.reason = reason;
+            finding.replica_key = replica_key.clone();
+            out.findings.push(finding);
+        }
+        if differs {
+            out.mismatched_rows += 1;
+        }
+    }
+}

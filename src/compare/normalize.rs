@@ -1,0 +1,563 @@
+//! Type-aware normalization: every value becomes canonical bytes for its field's type, so
+//! that equal data never shows up as a difference (`10.5` = `10.50`, the same instant in
+//! two offsets, `t` = `true`, JSON with other key order). NULL stays distinct from `""`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+use crate::job::Tolerance;
+use crate::source::value::canonical_uuid;
+use crate::source::{FieldType, Value};
+
+/// How one field is compared, resolved from the job and the sources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldRule {
+    /// The resolved type.
+    pub ty: FieldType,
+    /// Ignore leading and trailing white space (text).
+    pub trim: bool,
+    /// Compare text case-insensitively.
+    pub ignore_case: bool,
+    /// How far apart two values may be and still agree.
+    pub tolerance: Option<Tolerance>,
+}
+
+impl FieldRule {
+    /// Exact comparison of the given type.
+    pub fn exact(ty: FieldType) -> FieldRule {
+        FieldRule { ty, trim: false, ignore_case: false, tolerance: None }
+    }
+}
+
+/// The outcome of normalizing one value: NULL, or canonical bytes written to the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalized {
+    /// The value is NULL.
+    Null,
+    /// The value's canonical bytes are in the output buffer.
+    Value,
+}
+
+/// Writes `value`'s canonical form for `rule` into `out` (cleared first). `Err` says why
+/// the value is not of the field's type.
+pub fn normalize(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
+    out.clear();
+    if value.is_null() {
+        return Ok(Normalized::Null);
+    }
+    match rule.ty {
+        FieldType::Text => text(value, rule, out),
+        FieldType::Integer | FieldType::Decimal => decimal(value, rule.ty, out),
+        FieldType::Float => float(value, out),
+        FieldType::Bool => boolean(value, out),
+        FieldType::Timestamp => timestamp(value, out),
+        FieldType::Date => date(value, out),
+        FieldType::Time => time(value, out),
+        FieldType::Uuid => uuid(value, out),
+        FieldType::Bytes => bytes(value, out),
+        FieldType::Json => json(value, out),
+    }?;
+    Ok(Normalized::Value)
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_plain_text().unwrap_or_default();
+    if text.chars().count() > 60 {
+        format!("{:?}...", text.chars().take(60).collect::<String>())
+    } else {
+        format!("{text:?}")
+    }
+}
+
+fn not_a(value: &Value, what: &str) -> String {
+    format!("{} is not {what}", describe(value))
+}
+
+fn text(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<(), String> {
+    let owned;
+    let s: &str = match value {
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => s,
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) => s,
+            Err(_) => {
+                out.extend_from_slice(b);
+                return Ok(());
+            }
+        },
+        other => {
+            owned = other.to_plain_text().unwrap_or_default();
+            &owned
+        }
+    };
+    let s = if rule.trim { s.trim() } else { s };
+    if rule.ignore_case {
+        out.extend_from_slice(s.to_lowercase().as_bytes());
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+    Ok(())
+}
+
+/// An exact decimal number: `digits × 10^exp`, digits without leading or trailing zeros.
+/// Its canonical text is `[-]digits e exp` (`10.50` becomes `105e-1`, zero becomes `0`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    negative: bool,
+    digits: String,
+    exp: i64,
+}
+
+impl Decimal {
+    /// Parses decimal text: optional sign, digits, optional fraction and exponent.
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let t = text.trim();
+        let (negative, t) = match t.as_bytes().first()? {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exp) = match t.find(['e', 'E']) {
+            Some(i) => (&t[..i], t[i + 1..].parse::<i64>().ok()?),
+            None => (t, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let mut digits: String = int.chars().chain(frac.chars()).collect();
+        let mut exp = exp.checked_sub(frac.len() as i64)?;
+        let trimmed = digits.trim_end_matches('0').len();
+        exp += (digits.len() - trimmed) as i64;
+        digits.truncate(trimmed);
+        let digits = digits.trim_start_matches('0').to_string();
+        if digits.is_empty() {
+            return Some(Decimal { negative: false, digits: "0".into(), exp: 0 });
+        }
+        Some(Decimal { negative, digits, exp })
+    }
+
+    /// The exact value of a float's shortest decimal form (`0.1_f64` is `0.1`).
+    pub fn from_f64(f: f64) -> Option<Decimal> {
+        if !f.is_finite() {
+            return None;
+        }
+        Decimal::parse(&format!("{f:e}"))
+    }
+
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        if self.negative {
+            out.push(b'-');
+        }
+        out.extend_from_slice(self.digits.as_bytes());
+        if self.exp != 0 {
+            out.push(b'e');
+            out.extend_from_slice(self.exp.to_string().as_bytes());
+        }
+    }
+
+    /// Reads back a canonical form written by [`normalize`].
+    fn from_canonical(bytes: &[u8]) -> Option<Decimal> {
+        Decimal::parse(std::str::from_utf8(bytes).ok()?)
+    }
+
+    /// The value as `mantissa × 10^exp` in an i128, when it fits.
+    fn scaled(&self, exp: i64) -> Option<i128> {
+        let m: i128 = self.digits.parse().ok()?;
+        let shift = u32::try_from(self.exp.checked_sub(exp)?).ok()?;
+        let m = m.checked_mul(10i128.checked_pow(shift)?)?;
+        Some(if self.negative { -m } else { m })
+    }
+
+    fn to_f64(&self) -> f64 {
+        let s = format!("{}{}e{}", if self.negative { "-" } else { "" }, self.digits, self.exp);
+        s.parse().unwrap_or(f64::NAN)
+    }
+}
+
+fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String> {
+    let what = if ty == FieldType::Integer { "an integer" } else { "a decimal number" };
+    let parsed = match value {
+        Value::Int(i) => Decimal::parse(&i.to_string()),
+        Value::Bool(b) => Decimal::parse(if *b { "1" } else { "0" }),
+        Value::Float(f) if f.is_nan() => {
+            out.extend_from_slice(b"NaN");
+            return Ok(());
+        }
+        Value::Float(f) if f.is_infinite() => {
+            out.extend_from_slice(if *f > 0.0 { b"inf" } else { b"-inf" });
+            return Ok(());
+        }
+        Value::Float(f) => Decimal::from_f64(*f),
+        Value::Text(s) | Value::Decimal(s) => Decimal::parse(s),
+        _ => None,
+    };
+    let parsed = parsed.ok_or_else(|| not_a(value, what))?;
+    parsed.write_canonical(out);
+    Ok(())
+}
+
+fn float(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let f = match value {
+        Value::Float(f) => *f,
+        Value::Int(i) => *i as f64,
+        Value::Text(s) | Value::Decimal(s) => {
+            s.trim().parse::<f64>().map_err(|_| not_a(value, "a number"))?
+        }
+        _ => return Err(not_a(value, "a number")),
+    };
+    let f = if f == 0.0 { 0.0 } else if f.is_nan() { f64::NAN } else { f };
+    out.extend_from_slice(&f.to_bits().to_be_bytes());
+    Ok(())
+}
+
+fn boolean(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let b = match value {
+        Value::Bool(b) => *b,
+        Value::Int(0) => false,
+        Value::Int(1) => true,
+        Value::Text(s) | Value::Decimal(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" | "y" | "on" => true,
+            "false" | "f" | "0" | "no" | "n" | "off" => false,
+            _ => return Err(not_a(value, "a boolean")),
+        },
+        _ => return Err(not_a(value, "a boolean")),
+    };
+    out.push(if b { b'1' } else { b'0' });
+    Ok(())
+}
+
+/// Parses an instant: RFC 3339 or `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` with an optional
+/// offset (`Z`, `+hh`, `+hhmm`, `+hh:mm`); a time without offset is UTC. Returns
+/// nanoseconds since the Unix epoch.
+pub fn parse_instant(text: &str) -> Option<i128> {
+    let t = text.trim();
+    let mut s = t.to_string();
+    if s.len() > 10 && s.as_bytes()[10] == b' ' {
+        s.replace_range(10..11, "T");
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(&s) {
+        return Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(&s, fmt) {
+            return Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()));
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(&s, fmt) {
+            let utc = dt.and_utc();
+            return Some(nanos(utc.timestamp(), utc.timestamp_subsec_nanos()));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+        let utc = d.and_time(NaiveTime::MIN).and_utc();
+        return Some(nanos(utc.timestamp(), 0));
+    }
+    None
+}
+
+fn nanos(secs: i64, sub: u32) -> i128 {
+    secs as i128 * 1_000_000_000 + sub as i128
+}
+
+fn timestamp(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = match value {
+        Value::Int(secs) => Some(*secs as i128 * 1_000_000_000),
+        Value::Float(secs) if secs.is_finite() => Some((secs * 1e9).round() as i128),
+        Value::Text(s) => parse_instant(s),
+        _ => None,
+    }
+    .ok_or_else(|| not_a(value, "a timestamp"))?;
+    out.extend_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+fn date(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let d = match value {
+        Value::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok(),
+        _ => None,
+    }
+    .ok_or_else(|| not_a(value, "a date (YYYY-MM-DD)"))?;
+    out.extend_from_slice(&d.to_string().into_bytes());
+    Ok(())
+}
+
+fn time(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let t = match value {
+        Value::Text(s) => ["%H:%M:%S%.f", "%H:%M"]
+            .iter()
+            .find_map(|f| NaiveTime::parse_from_str(s.trim(), f).ok()),
+        _ => None,
+    }
+    .ok_or_else(|| not_a(value, "a time of day"))?;
+    let n = t.num_seconds_from_midnight() as i128 * 1_000_000_000 + t.nanosecond() as i128;
+    out.extend_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+fn uuid(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let canonical = match value {
+        Value::Bytes(b) if b.len() == 16 => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            canonical_uuid(&hex)
+        }
+        Value::Text(s) => canonical_uuid(s),
+        _ => None,
+    }
+    .ok_or_else(|| not_a(value, "a UUID"))?;
+    out.extend_from_slice(canonical.as_bytes());
+    Ok(())
+}
+
+fn bytes(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    match value {
+        Value::Bytes(b) => out.extend_from_slice(b),
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => out.extend_from_slice(s.as_bytes()),
+        other => out.extend_from_slice(other.to_plain_text().unwrap_or_default().as_bytes()),
+    }
+    Ok(())
+}
+
+fn json(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let parsed: serde_json::Value = match value {
+        Value::Json(s) | Value::Text(s) => {
+            serde_json::from_str(s).map_err(|e| format!("{} is not JSON: {e}", describe(value)))?
+        }
+        Value::Bytes(b) => {
+            serde_json::from_slice(b).map_err(|e| format!("{} is not JSON: {e}", describe(value)))?
+        }
+        Value::Decimal(s) => serde_json::from_str(s).map_err(|_| not_a(value, "JSON"))?,
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Float(f) => serde_json::from_str(&f.to_string()).map_err(|_| not_a(value, "JSON"))?,
+        Value::Null => serde_json::Value::Null,
+    };
+    write_json(&parsed, out);
+    Ok(())
+}
+
+/// Canonical JSON: object members sorted by key, no white space, numbers by exact
+/// decimal value (`1.0` = `1`), array order kept.
+fn write_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(serde_json::Value::String(k.clone()).to_string().as_bytes());
+                out.push(b':');
+                write_json(v, out);
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(v, out);
+            }
+            out.push(b']');
+        }
+        serde_json::Value::Number(n) => match Decimal::parse(&n.to_string()) {
+            Some(d) => d.write_canonical(out),
+            None => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+/// Whether two non-NULL canonical values agree under the field's tolerance. Called only
+/// when their bytes differ.
+pub fn within_tolerance(rule: &FieldRule, owner: &[u8], replica: &[u8]) -> bool {
+    let Some(tolerance) = rule.tolerance else {
+        return false;
+    };
+    match (rule.ty, tolerance) {
+        (FieldType::Integer | FieldType::Decimal, Tolerance::Absolute(t)) => {
+            decimal_within(owner, replica, t, false)
+        }
+        (FieldType::Integer | FieldType::Decimal, Tolerance::Relative(t)) => {
+            decimal_within(owner, replica, t, true)
+        }
+        (FieldType::Float, Tolerance::Absolute(t) | Tolerance::Relative(t)) => {
+            let (Some(o), Some(r)) = (f64_of(owner), f64_of(replica)) else {
+                return false;
+            };
+            let scale = if matches!(tolerance, Tolerance::Relative(_)) { o.abs() } else { 1.0 };
+            (r - o).abs() <= t * scale
+        }
+        (FieldType::Timestamp | FieldType::Time, Tolerance::Seconds(t)) => {
+            let (Some(o), Some(r)) = (i128_of(owner), i128_of(replica)) else {
+                return false;
+            };
+            (r - o).abs() as f64 <= t * 1e9
+        }
+        _ => false,
+    }
+}
+
+fn f64_of(bytes: &[u8]) -> Option<f64> {
+    Some(f64::from_bits(u64::from_be_bytes(bytes.try_into().ok()?)))
+}
+
+fn i128_of(bytes: &[u8]) -> Option<i128> {
+    Some(i128::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// `|r - o| <= t` (absolute) or `|r - o| <= t × |o|` (relative), exactly when the
+/// numbers fit in 128 bits and in floating point otherwise.
+fn decimal_within(owner: &[u8], replica: &[u8], tolerance: f64, relative: bool) -> bool {
+    let (Some(o), Some(r), Some(t)) = (
+        Decimal::from_canonical(owner),
+        Decimal::from_canonical(replica),
+        Decimal::from_f64(tolerance),
+    ) else {
+        return false;
+    };
+    let exact = (|| {
+        if relative {
+            // |r - o| <= t × |o|  at the exponent of t × o.
+            let e = o.exp.min(r.exp).min(o.exp + t.exp);
+            let diff = (r.scaled(e)? - o.scaled(e)?).checked_abs()?;
+            let bound = t.scaled(t.exp)?.checked_mul(o.scaled(e - t.exp)?.checked_abs()?)?;
+            Some(diff <= bound)
+        } else {
+            let e = o.exp.min(r.exp).min(t.exp);
+            let diff = (r.scaled(e)?.checked_sub(o.scaled(e)?)?).checked_abs()?;
+            Some(diff <= t.scaled(e)?)
+        }
+    })();
+    exact.unwrap_or_else(|| {
+        let (o, r) = (o.to_f64(), r.to_f64());
+        let bound = if relative { tolerance * o.abs() } else { tolerance };
+        (r - o).abs() <= bound
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(value: Value, ty: FieldType) -> Result<Option<Vec<u8>>, String> {
+        let mut out = Vec::new();
+        match normalize(&value, &FieldRule::exact(ty), &mut out)? {
+            Normalized::Null => Ok(None),
+            Normalized::Value => Ok(Some(out)),
+        }
+    }
+
+    fn same(a: Value, b: Value, ty: FieldType) -> bool {
+        canon(a, ty).unwrap() == canon(b, ty).unwrap()
+    }
+
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    #[test]
+    fn decimals_compare_by_value() {
+        use FieldType::Decimal as D;
+        assert!(same(t("10.5"), t("10.50"), D));
+        assert!(same(t("1.50"), t("1.5000"), D));
+        assert!(!same(t("1.5"), t("1.5001"), D));
+        assert!(same(t("0"), t("-0.00"), D));
+        assert!(same(t("100"), Value::Int(100), D));
+        assert!(same(t("1e2"), t("100.0"), D));
+        assert!(same(Value::Float(0.1), t("0.10"), D));
+        assert!(same(Value::Float(10.5), Value::Decimal("10.50".into()), D));
+        assert!(!same(t("100"), t("10"), D));
+        assert!(same(t("123456789012345678901234567890.10"), t("123456789012345678901234567890.1"), D));
+        assert!(!same(t("123456789012345678901234567890.1"), t("123456789012345678901234567890.2"), D));
+        assert!(canon(t("ten"), D).unwrap_err().contains("not a decimal"));
+        assert!(canon(t(""), D).is_err());
+    }
+
+    #[test]
+    fn null_is_distinct_from_empty_text() {
+        assert_ne!(canon(Value::Null, FieldType::Text).unwrap(), canon(t(""), FieldType::Text).unwrap());
+    }
+
+    #[test]
+    fn text_rules() {
+        let rule = FieldRule { trim: true, ignore_case: true, ..FieldRule::exact(FieldType::Text) };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        normalize(&t("  Shipped "), &rule, &mut a).unwrap();
+        normalize(&t("shipped"), &rule, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(!same(t("a "), t("a"), FieldType::Text));
+        assert!(!same(t("A"), t("a"), FieldType::Text));
+    }
+
+    #[test]
+    fn floats_and_booleans() {
+        use FieldType::{Bool, Float};
+        assert!(same(Value::Float(-0.0), t("0"), Float));
+        assert!(same(t("NaN"), Value::Float(f64::NAN), Float));
+        assert!(same(t("1.50"), Value::Float(1.5), Float));
+        for yes in ["true", "t", "1", "TRUE", "yes"] {
+            assert!(same(t(yes), Value::Bool(true), Bool), "{yes}");
+        }
+        assert!(same(t("f"), Value::Int(0), Bool));
+        assert!(canon(t("maybe"), Bool).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_utc_instants() {
+        use FieldType::Timestamp as Ts;
+        assert!(same(t("2024-05-01T12:00:00+02:00"), t("2024-05-01T10:00:00Z"), Ts));
+        assert!(same(t("2024-05-01 10:00:00"), t("2024-05-01T10:00:00.000000Z"), Ts));
+        assert!(same(t("2024-05-01 12:00:00+02"), t("2024-05-01T10:00:00Z"), Ts));
+        assert!(!same(t("2024-05-01T10:00:00.000001Z"), t("2024-05-01T10:00:00Z"), Ts));
+        assert!(canon(t("yesterday"), Ts).is_err());
+    }
+
+    #[test]
+    fn dates_times_uuids_bytes() {
+        assert!(same(t("2024-01-02"), t(" 2024-01-02"), FieldType::Date));
+        assert!(same(t("10:00"), t("10:00:00.000"), FieldType::Time));
+        assert!(same(
+            t("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
+            t("a0eebc999c0b4ef8bb6d6bb9bd380a11"),
+            FieldType::Uuid
+        ));
+        assert!(same(Value::Bytes(b"abc".to_vec()), t("abc"), FieldType::Bytes));
+    }
+
+    #[test]
+    fn json_by_value() {
+        use FieldType::Json;
+        assert!(same(t(r#"{"a":1,"b":[1,2]}"#), Value::Json(r#"{ "b": [1, 2], "a": 1.0 }"#.into()), Json));
+        assert!(!same(t("[1,2]"), t("[2,1]"), Json));
+        assert!(same(t("null"), t(" null "), Json));
+        assert_ne!(canon(Value::Null, Json).unwrap(), canon(t("null"), Json).unwrap());
+        assert!(canon(t("{oops"), Json).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn tolerances() {
+        let check = |ty, tol, a: &str, b: &str| {
+            let rule = FieldRule { tolerance: Some(tol), ..FieldRule::exact(ty) };
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            normalize(&t(a), &rule, &mut x).unwrap();
+            normalize(&t(b), &rule, &mut y).unwrap();
+            x == y || within_tolerance(&rule, &x, &y)
+        };
+        use FieldType::*;
+        assert!(check(Decimal, Tolerance::Absolute(0.01), "10.00", "10.01"));
+        assert!(!check(Decimal, Tolerance::Absolute(0.01), "10.00", "10.011"));
+        assert!(check(Decimal, Tolerance::Relative(0.01), "100", "101"));
+        assert!(!check(Decimal, Tolerance::Relative(0.01), "100", "101.01"));
+        assert!(!check(Decimal, Tolerance::Relative(0.01), "0", "0.001"));
+        assert!(check(Float, Tolerance::Absolute(0.5), "1.0", "1.4"));
+        assert!(check(Timestamp, Tolerance::Seconds(1.0), "2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z"));
+        assert!(!check(Timestamp, Tolerance::Seconds(1.0), "2024-01-01T00:00:00Z", "2024-01-01T00:00:01.5Z"));
+    }
+}
