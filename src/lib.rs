@@ -5,6 +5,8 @@
 pub mod compare;
 pub mod exit;
 pub mod job;
+pub mod pipeline;
+pub mod report;
 pub mod source;
 
 pub use exit::ExitStatus;

@@ -6,6 +6,7 @@ pub mod digest;
 pub mod inconsistency;
 pub mod merge;
 pub mod normalize;
+pub mod recheck;
 
 pub use inconsistency::{GroupOutcome, Inconsistency, Kind, Tally};
 pub use normalize::FieldRule;

@@ -1,0 +1,533 @@
+//! One job end to end: open both sources, resolve what to compare, merge-join the two
+//! streams, recheck what looks inconsistent, and write the reports. The only module that
+//! knows sources, the compare engine and the report writers together.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::compare::merge::{Cursor, GroupSink, MergeError, merge};
+use crate::compare::recheck::{Pending, Reread, recheck};
+use crate::compare::{CompareField, ComparePlan, Comparer, FieldRule, GroupOutcome, Tally};
+use crate::job::{FieldDef, Job, Side, Tolerance};
+use crate::report::record::{FieldCounts, REPORT_SCHEMA_VERSION};
+use crate::report::{Format, Record, ReportError, ReportHeader, Reports, Status, Summary};
+use crate::source::{self, Column, FieldType, Key, KeyType, Row, ScanSpec, Source};
+
+/// How this run behaves (from flags, never from job files).
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The folder that receives one report folder per job.
+    pub out_dir: PathBuf,
+    /// Record formats to write besides the summary.
+    pub formats: Vec<Format>,
+    /// Memory the sources of one job may use to order unsorted files.
+    pub memory_budget: usize,
+    /// Receives progress, if anyone shows it.
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Watches a job's progress (the CLI's progress bar).
+pub trait Observer: Send + Sync {
+    /// Rows read so far from one side.
+    fn rows_read(&self, job: &str, side: Side, rows: u64);
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// The summary as written to `summary.json`.
+    pub summary: Summary,
+    /// The job's report folder.
+    pub report_dir: PathBuf,
+}
+
+/// Why a job failed, with the job, the side and the source named.
+#[derive(Debug)]
+pub struct JobFailure {
+    job: String,
+    context: Option<String>,
+    message: String,
+}
+
+impl fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.context {
+            Some(context) => write!(f, "job {}: {}: {}", self.job, context, self.message),
+            None => write!(f, "job {}: {}", self.job, self.message),
+        }
+    }
+}
+
+struct Described {
+    side: Side,
+    description: String,
+}
+
+impl Described {
+    fn fail(&self, job: &Job, error: impl fmt::Display) -> JobFailure {
+        JobFailure {
+            job: job.name.clone(),
+            context: Some(format!("{} {}", self.side, self.description)),
+            message: error.to_string(),
+        }
+    }
+}
+
+fn fail_job(job: &Job, error: impl fmt::Display) -> JobFailure {
+    JobFailure { job: job.name.clone(), context: None, message: error.to_string() }
+}
+
+/// Runs one job and writes its reports. Never panics on bad data: every failure becomes
+/// a `failed` summary whose `error` names the job, the side and the source.
+pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
+    let started_at = Utc::now();
+    let report_dir = options.out_dir.join(&job.name);
+    info!(job = %job.name, "Job started.");
+    let mut summary = Summary {
+        schema_version: REPORT_SCHEMA_VERSION,
+        job: job.name.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: rfc3339(started_at),
+        finished_at: String::new(),
+        status: Status::Failed,
+        error: None,
+        owner_rows: 0,
+        replica_rows: 0,
+        missing_in_replica: 0,
+        missing_in_owner: 0,
+        mismatched_rows: 0,
+        field_mismatches: FieldCounts::default(),
+        duplicate_keys: 0,
+        dangling_references: 0,
+        skipped_recent: 0,
+        resolved_in_flight: 0,
+        truncated: false,
+        records_written: 0,
+        owner: job.owner.config.type_name().to_string(),
+        replica: job.replica.config.type_name().to_string(),
+    };
+    let mut reports = match Reports::in_dir(&report_dir, &options.formats, job.report.max_records) {
+        Ok(reports) => reports,
+        Err(e) => {
+            let failure = fail_job(job, e);
+            summary.error = Some(failure.to_string());
+            summary.finished_at = rfc3339(Utc::now());
+            warn!(job = %job.name, error = %failure, "Job failed.");
+            return JobOutcome { summary, report_dir };
+        }
+    };
+    let mut run = JobRun { job, options, started_at, summary, tally: Tally::default() };
+    match run.execute(&mut reports).await {
+        Ok(()) => {
+            let summary = &mut run.summary;
+            summary.status = if run.tally.is_consistent() { Status::Consistent } else { Status::Inconsistent };
+            summary.finished_at = rfc3339(Utc::now());
+            summary.records_written = reports.written();
+            summary.truncated = reports.truncated();
+            if let Err(e) = reports.finish(summary) {
+                fail_summary(job, summary, fail_job(job, e));
+            }
+        }
+        Err(failure) => {
+            fail_summary(job, &mut run.summary, failure);
+            if let Err(e) = reports.finish_failed(&report_dir, &run.summary) {
+                warn!(job = %job.name, error = %e, "Could not write the failed job's summary.");
+            }
+        }
+    }
+    let summary = run.summary;
+    info!(
+        job = %job.name,
+        status = ?summary.status,
+        owner_rows = summary.owner_rows,
+        replica_rows = summary.replica_rows,
+        "Job finished."
+    );
+    JobOutcome { summary, report_dir }
+}
+
+fn fail_summary(job: &Job, summary: &mut Summary, failure: JobFailure) {
+    warn!(job = %job.name, error = %failure, "Job failed.");
+    summary.status = Status::Failed;
+    summary.error = Some(failure.to_string());
+    summary.finished_at = rfc3339(Utc::now());
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+struct JobRun<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    started_at: DateTime<Utc>,
+    summary: Summary,
+    tally: Tally,
+}
+
+impl JobRun<'_> {
+    async fn execute(&mut self, reports: &mut Reports) -> Result<(), JobFailure> {
+        let job = self.job;
+        let owner_side = Described { side: Side::Owner, description: describe_config(job, Side::Owner) };
+        let replica_side = Described { side: Side::Replica, description: describe_config(job, Side::Replica) };
+        let (owner, replica) = tokio::join!(source::open(&job.owner), source::open(&job.replica));
+        let owner = owner.map_err(|e| owner_side.fail(job, e))?;
+        let owner_side = Described { side: Side::Owner, description: owner.describe() };
+        self.summary.owner = owner_side.description.clone();
+        let replica = replica.map_err(|e| replica_side.fail(job, e))?;
+        let replica_side = Described { side: Side::Replica, description: replica.describe() };
+        self.summary.replica = replica_side.description.clone();
+
+        let plan = resolve(job, owner.columns(), replica.columns(), self.options.memory_budget, self.started_at)
+            .map_err(|(side, message)| {
+                let described = if side == Side::Owner { &owner_side } else { &replica_side };
+                described.fail(job, message)
+            })?;
+        self.tally = Tally::new(plan.compare.fields.len());
+        self.summary.field_mismatches = FieldCounts::default();
+        reports.begin(&plan.header).map_err(|e| fail_job(job, e))?;
+
+        let mut comparer = Comparer::new(plan.compare.clone());
+        let recheck_owner = job.compare.recheck && owner.is_live() && owner.can_fetch();
+        let recheck_replica = job.compare.recheck && replica.is_live() && replica.can_fetch();
+        let recheck_cap = if recheck_owner || recheck_replica { job.report.max_records as usize } else { 0 };
+
+        let (owner_task, mut owner_cursor) = spawn_reader(owner, plan.owner_scan.clone(), Side::Owner, job, self.options);
+        let (replica_task, mut replica_cursor) =
+            spawn_reader(replica, plan.replica_scan.clone(), Side::Replica, job, self.options);
+        let mut sink = FindingSink {
+            reports,
+            header: &plan.header,
+            tally: &mut self.tally,
+            pending: Vec::new(),
+            recheck_cap,
+        };
+        let merged = merge(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
+        let pending = std::mem::take(&mut sink.pending);
+        self.tally.owner_rows = owner_cursor.rows_read();
+        self.tally.replica_rows = replica_cursor.rows_read();
+        drop((owner_cursor, replica_cursor));
+        let owner = owner_task.await;
+        let replica = replica_task.await;
+        self.copy_counts(&plan.header);
+        if let Err(e) = merged {
+            let failure = match e {
+                MergeError::Source(Side::Owner, e) => owner_side.fail(job, e),
+                MergeError::Source(Side::Replica, e) => replica_side.fail(job, e),
+                MergeError::Sink(e) => fail_job(job, e),
+            };
+            return Err(failure);
+        }
+        let (mut owner, mut replica) = match (owner, replica) {
+            (Ok(o), Ok(r)) => (o, r),
+            _ => return Err(fail_job(job, "a source reader stopped unexpectedly")),
+        };
+
+        if !pending.is_empty() {
+            if !job.compare.recheck_after.is_zero() {
+                tokio::time::sleep(job.compare.recheck_after).await;
+            }
+            info!(job = %job.name, keys = pending.len(), "Rechecking inconsistent keys.");
+            let fresh = recheck(
+                &pending,
+                recheck_owner.then_some(Reread { source: owner.as_mut(), spec: &plan.owner_scan }),
+                recheck_replica.then_some(Reread { source: replica.as_mut(), spec: &plan.replica_scan }),
+                &mut comparer,
+            )
+            .await;
+            let fresh = match fresh {
+                Ok(fresh) => fresh,
+                Err((side, e)) => {
+                    let described = if side == Side::Owner { &owner_side } else { &replica_side };
+                    return Err(described.fail(job, format!("recheck: {e}")));
+                }
+            };
+            for outcome in fresh {
+                if outcome.findings.is_empty() {
+                    self.tally.resolved_in_flight += 1;
+                    self.tally.add(&outcome);
+                } else {
+                    emit(reports, &plan.header, &mut self.tally, outcome).map_err(|e| fail_job(job, e))?;
+                }
+            }
+        }
+        self.copy_counts(&plan.header);
+        Ok(())
+    }
+
+    fn copy_counts(&mut self, header: &ReportHeader) {
+        let (t, s) = (&self.tally, &mut self.summary);
+        s.owner_rows = t.owner_rows;
+        s.replica_rows = t.replica_rows;
+        s.missing_in_replica = t.missing_in_replica;
+        s.missing_in_owner = t.missing_in_owner;
+        s.mismatched_rows = t.mismatched_rows;
+        s.duplicate_keys = t.duplicate_keys;
+        s.dangling_references = t.dangling_references;
+        s.skipped_recent = t.skipped_recent;
+        s.resolved_in_flight = t.resolved_in_flight;
+        s.field_mismatches = FieldCounts(
+            header
+                .fields
+                .iter()
+                .zip(&t.field_mismatches)
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, n)| (name.clone(), *n))
+                .collect(),
+        );
+    }
+}
+
+fn describe_config(job: &Job, side: Side) -> String {
+    let def = if side == Side::Owner { &job.owner } else { &job.replica };
+    match &def.config {
+        crate::job::SourceConfig::Sqlite(c) => format!("sqlite {}", c.url),
+        other => format!("{} {}", other.type_name(), other.path().display()),
+    }
+}
+
+/// Counts and writes (or keeps for the recheck) each key group's findings.
+struct FindingSink<'a> {
+    reports: &'a mut Reports,
+    header: &'a ReportHeader,
+    tally: &'a mut Tally,
+    pending: Vec<Pending>,
+    recheck_cap: usize,
+}
+
+impl GroupSink for FindingSink<'_> {
+    type Error = ReportError;
+
+    fn group(&mut self, key: &Key, owner: &[Row], replica: &[Row], outcome: GroupOutcome) -> Result<(), ReportError> {
+        if !outcome.findings.is_empty() && self.pending.len() < self.recheck_cap {
+            self.pending.push(Pending { key: key.clone(), owner: owner.to_vec(), replica: replica.to_vec(), outcome });
+            return Ok(());
+        }
+        emit(self.reports, self.header, self.tally, outcome)
+    }
+}
+
+fn emit(
+    reports: &mut Reports,
+    header: &ReportHeader,
+    tally: &mut Tally,
+    outcome: GroupOutcome,
+) -> Result<(), ReportError> {
+    tally.add(&outcome);
+    for finding in &outcome.findings {
+        reports.record(&Record::new(header, finding))?;
+    }
+    Ok(())
+}
+
+fn spawn_reader(
+    mut source: Box<dyn Source>,
+    spec: ScanSpec,
+    side: Side,
+    job: &Job,
+    options: &RunOptions,
+) -> (JoinHandle<Box<dyn Source>>, Cursor) {
+    let (tx, rx) = mpsc::channel(2);
+    let observer = options.observer.clone();
+    let job_name = job.name.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = source.scan(&spec).await {
+            let _ = tx.send(Err(e)).await;
+            return source;
+        }
+        let mut rows = 0u64;
+        loop {
+            match source.next_page().await {
+                Ok(Some(page)) => {
+                    rows += page.len() as u64;
+                    if let Some(observer) = &observer {
+                        observer.rows_read(&job_name, side, rows);
+                    }
+                    if tx.send(Ok(page)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+        source
+    });
+    (task, Cursor::new(side, rx))
+}
+
+/// What a job compares, resolved against the columns both sources offer.
+struct Plan {
+    owner_scan: ScanSpec,
+    replica_scan: ScanSpec,
+    compare: ComparePlan,
+    header: ReportHeader,
+}
+
+fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
+    columns.iter().find(|c| c.name == name)
+}
+
+fn column_list(columns: &[Column]) -> String {
+    columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds `name` to a scan's columns once; returns its index.
+fn project(columns: &mut Vec<String>, name: &str) -> usize {
+    match columns.iter().position(|c| c == name) {
+        Some(i) => i,
+        None => {
+            columns.push(name.to_string());
+            columns.len() - 1
+        }
+    }
+}
+
+fn resolve(
+    job: &Job,
+    owner_columns: &[Column],
+    replica_columns: &[Column],
+    memory_budget: usize,
+    started_at: DateTime<Utc>,
+) -> Result<Plan, (Side, String)> {
+    let sides = [(Side::Owner, owner_columns, &job.owner), (Side::Replica, replica_columns, &job.replica)];
+    for (side, columns, def) in sides {
+        for name in def.key.iter().chain(&def.row_key) {
+            if find(columns, name).is_none() {
+                return Err((side, format!("key column `{name}` not found (columns: {})", column_list(columns))));
+            }
+        }
+    }
+    let key_types: Vec<KeyType> = job
+        .owner
+        .key
+        .iter()
+        .zip(&job.replica.key)
+        .map(|(o, r)| {
+            let declared = |cols: &[Column], n: &str| find(cols, n).and_then(|c| c.declared);
+            KeyType::for_field_type(FieldType::more_specific(
+                declared(owner_columns, o),
+                declared(replica_columns, r),
+            ))
+        })
+        .collect();
+
+    let field_defs: Vec<FieldDef> = match &job.fields {
+        Some(fields) => fields.clone(),
+        None => {
+            let replica_excluded: Vec<&String> = job.replica.key.iter().chain(&job.replica.row_key).collect();
+            owner_columns
+                .iter()
+                .filter(|c| !job.owner.key.contains(&c.name))
+                .filter(|c| !replica_excluded.contains(&&c.name))
+                .filter(|c| find(replica_columns, &c.name).is_some())
+                .map(|c| FieldDef::same(&c.name))
+                .collect()
+        }
+    };
+
+    let page_size = job.compare.page_size;
+    let budget = (memory_budget / 2).max(1 << 20);
+    let mut owner_cols = Vec::new();
+    let mut replica_cols = Vec::new();
+    let mut fields = Vec::new();
+    for def in &field_defs {
+        let owner_col = find(owner_columns, &def.owner).ok_or_else(|| {
+            (Side::Owner, format!("field `{}`: column `{}` not found (columns: {})", def.owner, def.owner, column_list(owner_columns)))
+        })?;
+        let replica_col = find(replica_columns, &def.replica).ok_or_else(|| {
+            (
+                Side::Replica,
+                format!("field `{}`: column `{}` not found (columns: {})", def.owner, def.replica, column_list(replica_columns)),
+            )
+        })?;
+        let declared = FieldType::more_specific(owner_col.declared, replica_col.declared);
+        let ty = def.ty.or(declared).unwrap_or(match def.tolerance {
+            Some(Tolerance::Absolute(_) | Tolerance::Relative(_)) => FieldType::Decimal,
+            Some(Tolerance::Seconds(_)) => FieldType::Timestamp,
+            None => FieldType::Text,
+        });
+        fields.push(CompareField {
+            name: def.owner.clone(),
+            replica_name: def.replica.clone(),
+            rule: FieldRule { ty, trim: def.trim, ignore_case: def.ignore_case, tolerance: def.tolerance },
+            owner_col: project(&mut owner_cols, &def.owner),
+            replica_col: project(&mut replica_cols, &def.replica),
+        });
+    }
+
+    let (mut owner_changed_at, mut replica_changed_at) = (None, None);
+    if let Some(changed) = &job.compare.changed_at {
+        if find(owner_columns, &changed.owner).is_none() {
+            return Err((Side::Owner, format!("changed_at column `{}` not found (columns: {})", changed.owner, column_list(owner_columns))));
+        }
+        if find(replica_columns, &changed.replica).is_none() {
+            return Err((
+                Side::Replica,
+                format!("changed_at column `{}` not found (columns: {})", changed.replica, column_list(replica_columns)),
+            ));
+        }
+        owner_changed_at = Some(project(&mut owner_cols, &changed.owner));
+        replica_changed_at = Some(project(&mut replica_cols, &changed.replica));
+    }
+    let replica_key_cols: Vec<usize> = job.replica.row_key.iter().map(|c| project(&mut replica_cols, c)).collect();
+    let recent_cutoff = job.compare.staleness.filter(|_| job.compare.changed_at.is_some()).map(|window| {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let cutoff = started_at.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        cutoff.timestamp() as i128 * 1_000_000_000 + cutoff.timestamp_subsec_nanos() as i128
+    });
+
+    let header = ReportHeader {
+        job: job.name.clone(),
+        key_columns: job.owner.key.clone(),
+        fields: fields.iter().map(|f| f.name.clone()).collect(),
+        replica_key_columns: job.replica.row_key.clone(),
+    };
+    Ok(Plan {
+        owner_scan: ScanSpec {
+            key: job.owner.key.clone(),
+            key_types: key_types.clone(),
+            columns: owner_cols,
+            tiebreak: Vec::new(),
+            page_size,
+            memory_budget: budget,
+        },
+        replica_scan: ScanSpec {
+            key: job.replica.key.clone(),
+            key_types,
+            columns: replica_cols,
+            tiebreak: job.replica.row_key.clone(),
+            page_size,
+            memory_budget: budget,
+        },
+        compare: ComparePlan {
+            relation: job.relation,
+            fields,
+            owner_changed_at,
+            replica_changed_at,
+            recent_cutoff,
+            replica_key_cols,
+        },
+        header,
+    })
+}
+
+/// The default report folder name: the run's start as a compact UTC timestamp.
+pub fn default_out_dir(now: DateTime<Utc>) -> PathBuf {
+    PathBuf::from("recon-reports").join(now.format("%Y%m%dT%H%M%SZ").to_string())
+}
+
+/// A pause used between retries and before rechecks; exposed for the CLI's tests.
+pub fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
