@@ -437,7 +437,7 @@ fn resolve(
     };
 
     let page_size = job.compare.page_size;
-    let budget = (memory_budget / 2).max(1 << 20);
+    let budget = (memory_budget / 2).max(4096);
     let mut owner_cols = Vec::new();
     let mut replica_cols = Vec::new();
     let mut fields = Vec::new();

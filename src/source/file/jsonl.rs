@@ -1,34 +1,681 @@
-//! JSON Lines files (in progress).
+//! JSON Lines files: one object per line, top-level members and configured JSON pointers
+//! as columns, JSON types kept as [`Value`] variants. Rows are ordered by key through
+//! `spill_sort`, since files need not be sorted. Errors name the physical line.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 
 use async_trait::async_trait;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value as Json;
 
+use super::spill_sort::{SortedRows, SpillSorter};
+use super::{READ_BUFFER, Scan, blocking, column_index, key_error, key_part, open_error};
 use crate::job::JsonlConfig;
-use crate::source::{Column, Row, ScanSpec, Source, SourceError};
+use crate::source::{Column, FieldType, Key, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
-/// A JSON Lines file.
+/// How many non-blank lines `open` reads to learn the columns and their types.
+const SAMPLE_LINES: usize = 1000;
+
+/// A JSON Lines file. Columns are the top-level members of the first lines, in first-seen
+/// order, then the configured pointer columns (a pointer column shadows a member of the
+/// same name). A column declares a type when every sampled non-null value has it:
+/// booleans `bool`, integers `integer`, numbers `decimal`, objects and arrays `json`.
 pub struct JsonlSource {
+    config: JsonlConfig,
     columns: Vec<Column>,
+    scan: Option<Scan>,
 }
 
 impl JsonlSource {
-    /// Opens the file and reads its header.
-    pub fn open(_config: &JsonlConfig) -> Result<JsonlSource, SourceError> {
-        todo!()
+    /// Opens the file and samples its first lines to learn the columns.
+    pub fn open(config: &JsonlConfig) -> Result<JsonlSource, SourceError> {
+        for (name, pointer) in &config.columns {
+            if !pointer.starts_with('/') {
+                return Err(SourceError::Schema(format!(
+                    "column `{name}`: JSON pointer {pointer:?} does not start with `/`"
+                )));
+            }
+        }
+        let mut lines = Lines::open(&config.path)?;
+        let mut names: Vec<String> = Vec::new();
+        let mut member_types: Vec<TypeSample> = Vec::new();
+        let mut pointer_types = vec![TypeSample::Unseen; config.columns.len()];
+        let mut sampled = 0;
+        while sampled < SAMPLE_LINES {
+            let Some((line, text)) = lines.next()? else {
+                break;
+            };
+            sampled += 1;
+            let members = parse_object(text, line, AllMembers)?;
+            for (name, value) in &members {
+                let i = match names.iter().position(|n| n == name) {
+                    Some(i) => i,
+                    None => {
+                        names.push(name.clone());
+                        member_types.push(TypeSample::Unseen);
+                        names.len() - 1
+                    }
+                };
+                member_types[i].observe(value);
+            }
+            for ((_, pointer), sample) in config.columns.iter().zip(&mut pointer_types) {
+                let (first, rest) = split_pointer(pointer);
+                let member = members.iter().rev().find(|(name, _)| *name == first);
+                if let Some(value) = member.and_then(|(_, v)| v.pointer(rest)) {
+                    sample.observe(value);
+                }
+            }
+        }
+        let pointer_type = |name: &str| {
+            let i = config.columns.iter().position(|(n, _)| n == name)?;
+            Some(pointer_types[i])
+        };
+        let mut columns: Vec<Column> = names
+            .into_iter()
+            .zip(member_types)
+            .map(|(name, sample)| Column {
+                declared: pointer_type(&name).unwrap_or(sample).declared(),
+                name,
+            })
+            .collect();
+        for ((name, _), sample) in config.columns.iter().zip(&pointer_types) {
+            if !columns.iter().any(|c| c.name == *name) {
+                columns.push(Column {
+                    name: name.clone(),
+                    declared: sample.declared(),
+                });
+            }
+        }
+        Ok(JsonlSource {
+            config: config.clone(),
+            columns,
+            scan: None,
+        })
+    }
+
+    /// Where each of the scan's key columns, then other columns, is found in a line.
+    fn plan(&self, spec: &ScanSpec) -> Result<Plan, SourceError> {
+        let mut plan = Plan {
+            members: Vec::new(),
+            lookups: Vec::new(),
+        };
+        for name in spec.key.iter().chain(&spec.columns) {
+            column_index(&self.columns, name)?;
+            let pointer = self.config.columns.iter().find(|(n, _)| n == name);
+            let (member, rest) = match pointer {
+                Some((_, pointer)) => {
+                    let (first, rest) = split_pointer(pointer);
+                    (first, Some(rest.to_owned()))
+                }
+                None => (name.clone(), None),
+            };
+            let slot = match plan.members.iter().position(|m| *m == member) {
+                Some(slot) => slot,
+                None => {
+                    plan.members.push(member);
+                    plan.members.len() - 1
+                }
+            };
+            plan.lookups.push(Lookup {
+                slot,
+                rest,
+                take: false,
+            });
+        }
+        // The last lookup of each member may move its value out instead of copying it.
+        let mut seen = vec![false; plan.members.len()];
+        for lookup in plan.lookups.iter_mut().rev() {
+            lookup.take = !seen[lookup.slot];
+            seen[lookup.slot] = true;
+        }
+        Ok(plan)
+    }
+
+    /// Reads the whole file into a sorter: blocking work.
+    fn read_sorted(&self, spec: &ScanSpec, plan: &Plan) -> Result<SortedRows, SourceError> {
+        let mut lines = Lines::open(&self.config.path)?;
+        let mut sorter = SpillSorter::new(spec.memory_budget);
+        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
+        let (key_lookups, value_lookups) = plan.lookups.split_at(spec.key.len());
+        while let Some((line, text)) = lines.next()? {
+            slots.iter_mut().for_each(|slot| *slot = None);
+            let seed = WantedMembers {
+                members: &plan.members,
+                slots: &mut slots,
+            };
+            parse_object(text, line, seed)?;
+            let mut parts = Vec::with_capacity(key_lookups.len());
+            for (n, lookup) in key_lookups.iter().enumerate() {
+                let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
+                let part = key_part(lookup.get(&mut slots), ty);
+                parts.push(part.map_err(|reason| key_error(&reason, line, &spec.key[n]))?);
+            }
+            let values = value_lookups.iter().map(|l| l.get(&mut slots)).collect();
+            sorter.push(Row {
+                key: Key(parts),
+                values,
+            })?;
+        }
+        sorter.finish()
     }
 }
 
 #[async_trait]
 impl Source for JsonlSource {
     fn describe(&self) -> String {
-        todo!()
+        format!("jsonl {}", self.config.path.display())
     }
+
     fn columns(&self) -> &[Column] {
         &self.columns
     }
-    async fn scan(&mut self, _spec: &ScanSpec) -> Result<(), SourceError> {
-        todo!()
+
+    async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
+        self.scan = None;
+        let plan = self.plan(spec)?;
+        let rows = blocking(|| self.read_sorted(spec, &plan))?;
+        self.scan = Some(Scan {
+            rows,
+            page_size: spec.page_size,
+        });
+        Ok(())
     }
+
     async fn next_page(&mut self) -> Result<Option<Vec<Row>>, SourceError> {
-        todo!()
+        match &mut self.scan {
+            Some(scan) => scan.next_page(),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The top-level members a scan needs, and where each column is found among them.
+struct Plan {
+    /// Member names; a member's position is its slot.
+    members: Vec<String>,
+    /// Key columns, then the other columns, in scan order.
+    lookups: Vec<Lookup>,
+}
+
+/// A column's place in a line: a top-level member, or a pointer within one.
+struct Lookup {
+    slot: usize,
+    /// The pointer's remainder below the member (`None`: the member itself).
+    rest: Option<String>,
+    /// Whether this is the member's last lookup, which may move the value out.
+    take: bool,
+}
+
+impl Lookup {
+    fn get(&self, slots: &mut [Option<Json>]) -> Value {
+        let slot = &mut slots[self.slot];
+        let found = match (&self.rest, self.take) {
+            (None, true) => return slot.take().map_or(Value::Null, to_value),
+            (None, false) => slot.as_ref(),
+            (Some(rest), true) => {
+                let found = slot.as_mut().and_then(|v| v.pointer_mut(rest));
+                return found.map_or(Value::Null, |v| to_value(std::mem::take(v)));
+            }
+            (Some(rest), false) => slot.as_ref().and_then(|v| v.pointer(rest)),
+        };
+        found.map_or(Value::Null, |v| to_value(v.clone()))
+    }
+}
+
+/// Converts a JSON value into the shared vocabulary.
+fn to_value(json: Json) -> Value {
+    match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Decimal(n.to_string()),
+        },
+        Json::String(s) => Value::Text(s),
+        other @ (Json::Array(_) | Json::Object(_)) => Value::Json(other.to_string()),
+    }
+}
+
+/// Splits a pointer (`/a~1b/c`) into its first token, unescaped (`a/b`), and the pointer
+/// below it (`/c`).
+fn split_pointer(pointer: &str) -> (String, &str) {
+    let tail = pointer.strip_prefix('/').unwrap_or(pointer);
+    let (first, rest) = match tail.find('/') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    (first.replace("~1", "/").replace("~0", "~"), rest)
+}
+
+/// What the sampled values of a column have been so far.
+#[derive(Clone, Copy, PartialEq)]
+enum TypeSample {
+    Unseen,
+    Bool,
+    Integer,
+    Decimal,
+    Json,
+    Mixed,
+}
+
+impl TypeSample {
+    fn observe(&mut self, value: &Json) {
+        let kind = match value {
+            Json::Null => return,
+            Json::Bool(_) => TypeSample::Bool,
+            Json::Number(n) if n.as_i64().is_some() => TypeSample::Integer,
+            Json::Number(_) => TypeSample::Decimal,
+            Json::String(_) => TypeSample::Mixed,
+            Json::Array(_) | Json::Object(_) => TypeSample::Json,
+        };
+        *self = match (*self, kind) {
+            (TypeSample::Unseen, kind) => kind,
+            (seen, kind) if seen == kind => seen,
+            (TypeSample::Integer, TypeSample::Decimal) | (TypeSample::Decimal, TypeSample::Integer) => {
+                TypeSample::Decimal
+            }
+            _ => TypeSample::Mixed,
+        };
+    }
+
+    fn declared(self) -> Option<FieldType> {
+        match self {
+            TypeSample::Bool => Some(FieldType::Bool),
+            TypeSample::Integer => Some(FieldType::Integer),
+            TypeSample::Decimal => Some(FieldType::Decimal),
+            TypeSample::Json => Some(FieldType::Json),
+            TypeSample::Unseen | TypeSample::Mixed => None,
+        }
+    }
+}
+
+/// The file's non-blank lines, read into one reused buffer.
+struct Lines {
+    input: BufReader<File>,
+    buffer: Vec<u8>,
+    line: u64,
+}
+
+impl Lines {
+    fn open(path: &Path) -> Result<Lines, SourceError> {
+        let file = File::open(path).map_err(|e| open_error(path, e))?;
+        Ok(Lines {
+            input: BufReader::with_capacity(READ_BUFFER, file),
+            buffer: Vec::new(),
+            line: 0,
+        })
+    }
+
+    /// The next non-blank line and its 1-based number, or `None` at the end.
+    fn next(&mut self) -> Result<Option<(u64, &str)>, SourceError> {
+        loop {
+            self.buffer.clear();
+            let read = self.input.read_until(b'\n', &mut self.buffer);
+            let read = read.map_err(|e| SourceError::Read(format!("line {}: {e}", self.line + 1)))?;
+            if read == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            let start = if self.line == 1 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
+                3
+            } else {
+                0
+            };
+            if self.buffer[start..].trim_ascii().is_empty() {
+                continue;
+            }
+            let line = self.line;
+            let text = std::str::from_utf8(&self.buffer[start..])
+                .map_err(|_| SourceError::Read(format!("line {line}: invalid UTF-8")))?;
+            return Ok(Some((line, text)));
+        }
+    }
+}
+
+/// Parses one line as a JSON object through `seed`; anything else is an error naming the line.
+fn parse_object<'a, S: DeserializeSeed<'a>>(
+    text: &'a str,
+    line: u64,
+    seed: S,
+) -> Result<S::Value, SourceError> {
+    let invalid = |e: serde_json::Error| SourceError::Read(format!("line {line}: invalid JSON: {e}"));
+    let first = text.as_bytes().trim_ascii_start().first().copied();
+    if first != Some(b'{') {
+        serde_json::from_str::<IgnoredAny>(text).map_err(invalid)?;
+        let found = match first {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Err(SourceError::Read(format!(
+            "line {line}: expected a JSON object, found {found}"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = seed.deserialize(&mut de).map_err(invalid)?;
+    de.end().map_err(invalid)?;
+    Ok(value)
+}
+
+/// Every member of an object, in order (serde_json's own map would sort them).
+struct AllMembers;
+
+impl<'de> DeserializeSeed<'de> for AllMembers {
+    type Value = Vec<(String, Json)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AllMembers {
+    type Value = Vec<(String, Json)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, Json>()? {
+            members.push(member);
+        }
+        Ok(members)
+    }
+}
+
+/// Parses only the members a scan needs into their slots and skips the rest unbuilt.
+struct WantedMembers<'s> {
+    members: &'s [String],
+    slots: &'s mut [Option<Json>],
+}
+
+impl<'de> DeserializeSeed<'de> for WantedMembers<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for WantedMembers<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(slot) = map.next_key_seed(MemberSlot(self.members))? {
+            match slot {
+                Some(slot) => self.slots[slot] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member name, looked up among the wanted members without allocating.
+struct MemberSlot<'s>(&'s [String]);
+
+impl<'de> DeserializeSeed<'de> for MemberSlot<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for MemberSlot<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|m| m == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::test_support::{scan_all, spec};
+    use super::*;
+    use crate::source::KeyPart;
+
+    fn config(dir: &tempfile::TempDir, content: &[u8], pointers: &[(&str, &str)]) -> JsonlConfig {
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(&path, content).unwrap();
+        JsonlConfig {
+            path,
+            columns: pointers
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.to_string()))
+                .collect(),
+        }
+    }
+
+    fn open(content: &str, pointers: &[(&str, &str)]) -> (tempfile::TempDir, JsonlSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&dir, content.as_bytes(), pointers);
+        let source = JsonlSource::open(&cfg).unwrap();
+        (dir, source)
+    }
+
+    async fn scan_err(content: &[u8], key: (&str, KeyType)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = JsonlSource::open(&config(&dir, b"{\"id\":1}\n", &[])).unwrap();
+        std::fs::write(&source.config.path, content).unwrap();
+        let spec = spec(&[key], &[], 10);
+        scan_all(&mut source, &spec).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn columns_are_members_in_first_seen_order_then_pointers() {
+        let (dir, source) = open(
+            concat!(
+                r#"{"id":1,"z":true,"n":1,"d":1,"o":{"a":1},"s":"x","m":1}"#,
+                "\n\n",
+                r#"{"id":2,"z":false,"n":-5,"d":2.50,"o":[1],"s":"y","m":"1","late":null,"p":{"q":{"r":7}}}"#,
+                "\n"
+            ),
+            &[("r", "/p/q/r"), ("s", "/o/a")],
+        );
+        assert_eq!(
+            source.describe(),
+            format!("jsonl {}", dir.path().join("data.jsonl").display())
+        );
+        let columns: Vec<(&str, Option<FieldType>)> = source
+            .columns()
+            .iter()
+            .map(|c| (c.name.as_str(), c.declared))
+            .collect();
+        use FieldType::*;
+        assert_eq!(
+            columns,
+            [
+                ("id", Some(Integer)),
+                ("z", Some(Bool)),
+                ("n", Some(Integer)),
+                ("d", Some(Decimal)),
+                ("o", Some(Json)),
+                ("s", Some(Integer)),
+                ("m", None),
+                ("late", None),
+                ("p", Some(Json)),
+                ("r", Some(Integer)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_file_fails_to_open_with_the_os_reason() {
+        let cfg = JsonlConfig {
+            path: PathBuf::from("data/x.jsonl"),
+            columns: Vec::new(),
+        };
+        let err = JsonlSource::open(&cfg).err().unwrap();
+        assert!(matches!(err, SourceError::Open(_)));
+        assert!(
+            err.to_string()
+                .starts_with("cannot open data/x.jsonl: No such file or directory"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn values_keep_their_json_types() {
+        let (_dir, mut source) = open(
+            concat!(
+                r#"{"id":"b","v":1.50,"w":12345678901234567890123,"t":"x","o":{"b": [1, 2], "a": null}}"#,
+                "\n",
+                r#"{"id":"a","v":-3,"w":true,"t":"","o":null,"x":1}"#,
+                "\n",
+                r#"{"id":"c","v":1e3}"#,
+                "\n"
+            ),
+            &[("deep", "/o/b/1"), ("whole", "/o")],
+        );
+        let spec = spec(
+            &[("id", KeyType::Text)],
+            &["v", "w", "t", "o", "deep", "whole"],
+            10,
+        );
+        let rows = scan_all(&mut source, &spec).await.unwrap();
+        let text = |s: &str| Value::Text(s.into());
+        let dec = |s: &str| Value::Decimal(s.into());
+        assert_eq!(rows[0].key, Key(vec![KeyPart::Text("a".into())]));
+        assert_eq!(
+            rows[0].values,
+            [
+                Value::Int(-3),
+                Value::Bool(true),
+                text(""),
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ]
+        );
+        assert_eq!(
+            rows[1].values,
+            [
+                dec("1.50"),
+                dec("12345678901234567890123"),
+                text("x"),
+                Value::Json(r#"{"a":null,"b":[1,2]}"#.into()),
+                Value::Int(2),
+                Value::Json(r#"{"a":null,"b":[1,2]}"#.into()),
+            ]
+        );
+        // serde_json keeps a number's digits but spells its exponent with a sign.
+        assert_eq!(rows[2].values[0], dec("1e+3"));
+        assert!(rows[2].values[1..].iter().all(Value::is_null));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_order_and_duplicates_keep_file_order() {
+        let (_dir, mut source) = open(
+            "{\"id\":10,\"s\":1}\n{\"id\":\"9\",\"s\":2}\n{\"id\":10,\"s\":3}\n{\"id\":-2,\"s\":4}\n",
+            &[],
+        );
+        let rows = scan_all(&mut source, &spec(&[("id", KeyType::Integer)], &["s"], 1))
+            .await
+            .unwrap();
+        let seq: Vec<&Value> = rows.iter().map(|r| &r.values[0]).collect();
+        assert_eq!(
+            seq,
+            [&Value::Int(4), &Value::Int(2), &Value::Int(1), &Value::Int(3)]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pointer_columns_can_be_keys_and_shadow_members() {
+        let (_dir, mut source) = open(
+            "{\"k\":{\"a/b\":2},\"v\":{\"x\":\"p\"}}\n{\"k\":{\"a/b\":1},\"v\":{\"x\":\"q\"}}\n",
+            &[("id", "/k/a~1b"), ("v", "/v/x")],
+        );
+        let spec = spec(&[("id", KeyType::Integer)], &["v", "k"], 10);
+        let rows = scan_all(&mut source, &spec).await.unwrap();
+        assert_eq!(rows[0].key, Key(vec![KeyPart::Int(1)]));
+        assert_eq!(
+            rows[0].values,
+            [Value::Text("q".into()), Value::Json(r#"{"a/b":1}"#.into())]
+        );
+        assert_eq!(rows[1].values[0], Value::Text("p".into()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_name_the_physical_line() {
+        let int = ("id", KeyType::Integer);
+        let err = scan_err(b"{\"id\":1}\n\n{\"id\":2}\n{\"id\":3,}\n", int).await;
+        assert!(err.starts_with("line 4: invalid JSON: "), "{err}");
+        let err = scan_err(b"{\"id\":1}\n{\"id\":2} x\n", int).await;
+        assert!(
+            err.starts_with("line 2: invalid JSON: trailing characters"),
+            "{err}"
+        );
+        assert_eq!(
+            scan_err(b"{\"id\":1}\n[1]\n", int).await,
+            "line 2: expected a JSON object, found an array"
+        );
+        assert_eq!(
+            scan_err(b"{\"id\":1}\n{\"id\":\"\xff\"}\n", int).await,
+            "line 2: invalid UTF-8"
+        );
+        assert_eq!(
+            scan_err(b"{\"id\":1}\n{\"id\":null}\n", int).await,
+            "line 2: key column `id` is empty"
+        );
+        assert_eq!(
+            scan_err(b"{\"id\":1}\n\n{}\n", ("id", KeyType::Text)).await,
+            "line 3: key column `id` is empty"
+        );
+        assert_eq!(
+            scan_err(b"{\"id\":1}\n{\"id\":\"x1\"}\n", int).await,
+            "line 2: key column `id`: key \"x1\" is not an integer"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_fails_on_a_malformed_sampled_line_or_pointer() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = JsonlSource::open(&config(&dir, b"{\"id\":1}\n42\n", &[]))
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "line 2: expected a JSON object, found a number");
+        let err = JsonlSource::open(&config(&dir, b"{}\n", &[("a", "b")]))
+            .err()
+            .unwrap();
+        assert!(matches!(err, SourceError::Schema(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_beyond_the_memory_budget_spills_and_stays_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = String::new();
+        for i in 0..5000 {
+            let id = (i * 7919) % 1201;
+            content.push_str(&format!("{{\"id\":{id},\"seq\":{i},\"o\":{{\"a\":[{i}]}}}}\n"));
+        }
+        let mut source = JsonlSource::open(&config(&dir, content.as_bytes(), &[])).unwrap();
+        let mut spec = spec(&[("id", KeyType::Integer)], &["seq", "o"], 333);
+        let in_memory = scan_all(&mut source, &spec).await.unwrap();
+        spec.memory_budget = 4096;
+        let spilled = scan_all(&mut source, &spec).await.unwrap();
+        assert!(source.scan.as_ref().is_some_and(|s| s.rows.is_spilled()));
+        assert_eq!(spilled.len(), 5000);
+        assert_eq!(spilled, in_memory);
+        assert!(spilled.windows(2).all(|w| w[0].key <= w[1].key));
     }
 }

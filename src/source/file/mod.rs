@@ -1,6 +1,118 @@
 //! File backends (CSV, JSON Lines) and what they share: files need not be sorted, so
 //! `spill_sort` orders their rows by key within a memory budget, spilling to disk.
+//! The helpers here resolve columns, build keys and run blocking reads; no format lives here.
 
 pub mod csv;
 pub mod jsonl;
 pub mod spill_sort;
+
+use std::path::Path;
+
+use crate::source::{Column, KeyPart, KeyType, Row, SourceError, Value};
+
+use spill_sort::SortedRows;
+
+/// Read buffer for files: large, because a scan reads the whole file once.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Runs blocking work (reading, sorting, spilling) from async code: inside a
+/// multi-threaded runtime the worker hands its other tasks off first; elsewhere (no
+/// runtime, or a current-thread one, where `block_in_place` would panic) it just runs.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// The error for a file that cannot be opened, naming the path as configured.
+fn open_error(path: &Path, err: std::io::Error) -> SourceError {
+    SourceError::Open(format!("cannot open {}: {err}", path.display()))
+}
+
+/// The position of column `name`, or a schema error listing the columns there are.
+fn column_index(columns: &[Column], name: &str) -> Result<usize, SourceError> {
+    columns.iter().position(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        SourceError::Schema(format!(
+            "column `{name}` not found (columns: {})",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Converts a key column's value into its typed part; `Err` says why it cannot be one
+/// (turn it into an error with [`key_error`]).
+fn key_part(value: Value, ty: KeyType) -> Result<KeyPart, String> {
+    match (ty, value) {
+        (KeyType::Text, Value::Text(s)) if !s.is_empty() => Ok(KeyPart::Text(s)),
+        (_, value) => KeyPart::from_value(&value, ty),
+    }
+}
+
+/// [`key_part`] for a text field (`None` for NULL), parsing integers without allocating.
+fn key_part_from_text(text: Option<&str>, ty: KeyType) -> Result<KeyPart, String> {
+    if let (KeyType::Integer, Some(s)) = (ty, text) {
+        if let Ok(i) = s.trim().parse::<i64>() {
+            return Ok(KeyPart::Int(i));
+        }
+    }
+    key_part(text.map_or(Value::Null, |s| Value::Text(s.to_owned())), ty)
+}
+
+/// The scan error for a key column whose value cannot be a key, for `reason`.
+fn key_error(reason: &str, line: u64, column: &str) -> SourceError {
+    if reason.starts_with("key is empty") {
+        SourceError::Read(format!("line {line}: key column `{column}` is empty"))
+    } else {
+        SourceError::Read(format!("line {line}: key column `{column}`: {reason}"))
+    }
+}
+
+/// A scan in progress: the file's rows in key order, handed out a page at a time.
+struct Scan {
+    rows: SortedRows,
+    page_size: usize,
+}
+
+impl Scan {
+    /// The next page, reading spilled runs from disk as blocking work.
+    fn next_page(&mut self) -> Result<Option<Vec<Row>>, SourceError> {
+        if self.rows.is_spilled() {
+            blocking(|| self.rows.next_page(self.page_size))
+        } else {
+            self.rows.next_page(self.page_size)
+        }
+    }
+}
+
+#[cfg(test)]
+mod test_support {
+    use crate::source::{KeyType, Row, ScanSpec, Source, SourceError};
+
+    /// A scan of `key` (typed) and `columns` with the given page size and a large budget.
+    pub fn spec(key: &[(&str, KeyType)], columns: &[&str], page_size: usize) -> ScanSpec {
+        ScanSpec {
+            key: key.iter().map(|(k, _)| k.to_string()).collect(),
+            key_types: key.iter().map(|(_, t)| *t).collect(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            tiebreak: Vec::new(),
+            page_size,
+            memory_budget: 64 << 20,
+        }
+    }
+
+    /// Scans and collects every page, checking that none exceeds the page size.
+    pub async fn scan_all(source: &mut dyn Source, spec: &ScanSpec) -> Result<Vec<Row>, SourceError> {
+        source.scan(spec).await?;
+        let mut rows = Vec::new();
+        while let Some(page) = source.next_page().await? {
+            assert!(page.len() <= spec.page_size, "page of {} rows", page.len());
+            rows.extend(page);
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,34 @@
+# recon: developer entry points. `make help` lists them.
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: help demo test lint fmt build fixtures
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+demo: ## Run the example jobs in jobs/ on the embedded demo data and show what they found
+	$(CARGO) run --quiet -- run jobs/ --out recon-reports/demo; status=$$?; \
+	echo "exit status $$status (1 = inconsistencies found); reports in recon-reports/demo/"; \
+	test $$status -le 1
+
+test: ## Run the whole test suite (cargo nextest when installed, else cargo test)
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run $(if $(CI),--profile ci,)
+else
+	$(CARGO) test
+endif
+
+lint: ## Check formatting and clippy with warnings denied (as CI does)
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt
+
+build: ## Build the release binary (target/release/recon)
+	$(CARGO) build --release
+
+fixtures: ## Rebuild the demo data in fixtures/demo from its script
+	python3 fixtures/demo/build.py
