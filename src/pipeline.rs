@@ -81,7 +81,11 @@ impl Described {
 }
 
 fn fail_job(job: &Job, error: impl fmt::Display) -> JobFailure {
-    JobFailure { job: job.name.clone(), context: None, message: error.to_string() }
+    JobFailure {
+        job: job.name.clone(),
+        context: None,
+        message: error.to_string(),
+    }
 }
 
 /// Runs one job and writes its reports. Never panics on bad data: every failure becomes
@@ -123,11 +127,21 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
             return JobOutcome { summary, report_dir };
         }
     };
-    let mut run = JobRun { job, options, started_at, summary, tally: Tally::default() };
+    let mut run = JobRun {
+        job,
+        options,
+        started_at,
+        summary,
+        tally: Tally::default(),
+    };
     match run.execute(&mut reports).await {
         Ok(()) => {
             let summary = &mut run.summary;
-            summary.status = if run.tally.is_consistent() { Status::Consistent } else { Status::Inconsistent };
+            summary.status = if run.tally.is_consistent() {
+                Status::Consistent
+            } else {
+                Status::Inconsistent
+            };
             summary.finished_at = rfc3339(Utc::now());
             summary.records_written = reports.written();
             summary.truncated = reports.truncated();
@@ -175,21 +189,43 @@ struct JobRun<'a> {
 impl JobRun<'_> {
     async fn execute(&mut self, reports: &mut Reports) -> Result<(), JobFailure> {
         let job = self.job;
-        let owner_side = Described { side: Side::Owner, description: describe_config(job, Side::Owner) };
-        let replica_side = Described { side: Side::Replica, description: describe_config(job, Side::Replica) };
+        let owner_side = Described {
+            side: Side::Owner,
+            description: describe_config(job, Side::Owner),
+        };
+        let replica_side = Described {
+            side: Side::Replica,
+            description: describe_config(job, Side::Replica),
+        };
         let (owner, replica) = tokio::join!(source::open(&job.owner), source::open(&job.replica));
         let owner = owner.map_err(|e| owner_side.fail(job, e))?;
-        let owner_side = Described { side: Side::Owner, description: owner.describe() };
+        let owner_side = Described {
+            side: Side::Owner,
+            description: owner.describe(),
+        };
         self.summary.owner = owner_side.description.clone();
         let replica = replica.map_err(|e| replica_side.fail(job, e))?;
-        let replica_side = Described { side: Side::Replica, description: replica.describe() };
+        let replica_side = Described {
+            side: Side::Replica,
+            description: replica.describe(),
+        };
         self.summary.replica = replica_side.description.clone();
 
-        let plan = resolve(job, owner.columns(), replica.columns(), self.options.memory_budget, self.started_at)
-            .map_err(|(side, message)| {
-                let described = if side == Side::Owner { &owner_side } else { &replica_side };
-                described.fail(job, message)
-            })?;
+        let plan = resolve(
+            job,
+            owner.columns(),
+            replica.columns(),
+            self.options.memory_budget,
+            self.started_at,
+        )
+        .map_err(|(side, message)| {
+            let described = if side == Side::Owner {
+                &owner_side
+            } else {
+                &replica_side
+            };
+            described.fail(job, message)
+        })?;
         self.tally = Tally::new(plan.compare.fields.len());
         self.summary.field_mismatches = FieldCounts::default();
         reports.begin(&plan.header).map_err(|e| fail_job(job, e))?;
@@ -197,11 +233,21 @@ impl JobRun<'_> {
         let mut comparer = Comparer::new(plan.compare.clone());
         let recheck_owner = job.compare.recheck && owner.is_live() && owner.can_fetch();
         let recheck_replica = job.compare.recheck && replica.is_live() && replica.can_fetch();
-        let recheck_cap = if recheck_owner || recheck_replica { job.report.max_records as usize } else { 0 };
+        let recheck_cap = if recheck_owner || recheck_replica {
+            job.report.max_records as usize
+        } else {
+            0
+        };
 
-        let (owner_task, mut owner_cursor) = spawn_reader(owner, plan.owner_scan.clone(), Side::Owner, job, self.options);
-        let (replica_task, mut replica_cursor) =
-            spawn_reader(replica, plan.replica_scan.clone(), Side::Replica, job, self.options);
+        let (owner_task, mut owner_cursor) =
+            spawn_reader(owner, plan.owner_scan.clone(), Side::Owner, job, self.options);
+        let (replica_task, mut replica_cursor) = spawn_reader(
+            replica,
+            plan.replica_scan.clone(),
+            Side::Replica,
+            job,
+            self.options,
+        );
         let mut sink = FindingSink {
             reports,
             header: &plan.header,
@@ -237,15 +283,25 @@ impl JobRun<'_> {
             info!(job = %job.name, keys = pending.len(), "Rechecking inconsistent keys.");
             let fresh = recheck(
                 &pending,
-                recheck_owner.then_some(Reread { source: owner.as_mut(), spec: &plan.owner_scan }),
-                recheck_replica.then_some(Reread { source: replica.as_mut(), spec: &plan.replica_scan }),
+                recheck_owner.then_some(Reread {
+                    source: owner.as_mut(),
+                    spec: &plan.owner_scan,
+                }),
+                recheck_replica.then_some(Reread {
+                    source: replica.as_mut(),
+                    spec: &plan.replica_scan,
+                }),
                 &mut comparer,
             )
             .await;
             let fresh = match fresh {
                 Ok(fresh) => fresh,
                 Err((side, e)) => {
-                    let described = if side == Side::Owner { &owner_side } else { &replica_side };
+                    let described = if side == Side::Owner {
+                        &owner_side
+                    } else {
+                        &replica_side
+                    };
                     return Err(described.fail(job, format!("recheck: {e}")));
                 }
             };
@@ -286,7 +342,11 @@ impl JobRun<'_> {
 }
 
 fn describe_config(job: &Job, side: Side) -> String {
-    let def = if side == Side::Owner { &job.owner } else { &job.replica };
+    let def = if side == Side::Owner {
+        &job.owner
+    } else {
+        &job.replica
+    };
     match &def.config {
         crate::job::SourceConfig::Sqlite(c) => format!("sqlite {}", c.url),
         other => format!("{} {}", other.type_name(), other.path().display()),
@@ -305,9 +365,20 @@ struct FindingSink<'a> {
 impl GroupSink for FindingSink<'_> {
     type Error = ReportError;
 
-    fn group(&mut self, key: &Key, owner: &[Row], replica: &[Row], outcome: GroupOutcome) -> Result<(), ReportError> {
+    fn group(
+        &mut self,
+        key: &Key,
+        owner: &[Row],
+        replica: &[Row],
+        outcome: GroupOutcome,
+    ) -> Result<(), ReportError> {
         if !outcome.findings.is_empty() && self.pending.len() < self.recheck_cap {
-            self.pending.push(Pending { key: key.clone(), owner: owner.to_vec(), replica: replica.to_vec(), outcome });
+            self.pending.push(Pending {
+                key: key.clone(),
+                owner: owner.to_vec(),
+                replica: replica.to_vec(),
+                outcome,
+            });
             return Ok(());
         }
         emit(self.reports, self.header, self.tally, outcome)
@@ -379,7 +450,11 @@ fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
 }
 
 fn column_list(columns: &[Column]) -> String {
-    columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Adds `name` to a scan's columns once; returns its index.
@@ -400,11 +475,20 @@ fn resolve(
     memory_budget: usize,
     started_at: DateTime<Utc>,
 ) -> Result<Plan, (Side, String)> {
-    let sides = [(Side::Owner, owner_columns, &job.owner), (Side::Replica, replica_columns, &job.replica)];
+    let sides = [
+        (Side::Owner, owner_columns, &job.owner),
+        (Side::Replica, replica_columns, &job.replica),
+    ];
     for (side, columns, def) in sides {
         for name in def.key.iter().chain(&def.row_key) {
             if find(columns, name).is_none() {
-                return Err((side, format!("key column `{name}` not found (columns: {})", column_list(columns))));
+                return Err((
+                    side,
+                    format!(
+                        "key column `{name}` not found (columns: {})",
+                        column_list(columns)
+                    ),
+                ));
             }
         }
     }
@@ -443,12 +527,25 @@ fn resolve(
     let mut fields = Vec::new();
     for def in &field_defs {
         let owner_col = find(owner_columns, &def.owner).ok_or_else(|| {
-            (Side::Owner, format!("field `{}`: column `{}` not found (columns: {})", def.owner, def.owner, column_list(owner_columns)))
+            (
+                Side::Owner,
+                format!(
+                    "field `{}`: column `{}` not found (columns: {})",
+                    def.owner,
+                    def.owner,
+                    column_list(owner_columns)
+                ),
+            )
         })?;
         let replica_col = find(replica_columns, &def.replica).ok_or_else(|| {
             (
                 Side::Replica,
-                format!("field `{}`: column `{}` not found (columns: {})", def.owner, def.replica, column_list(replica_columns)),
+                format!(
+                    "field `{}`: column `{}` not found (columns: {})",
+                    def.owner,
+                    def.replica,
+                    column_list(replica_columns)
+                ),
             )
         })?;
         let declared = FieldType::more_specific(owner_col.declared, replica_col.declared);
@@ -460,7 +557,12 @@ fn resolve(
         fields.push(CompareField {
             name: def.owner.clone(),
             replica_name: def.replica.clone(),
-            rule: FieldRule { ty, trim: def.trim, ignore_case: def.ignore_case, tolerance: def.tolerance },
+            rule: FieldRule {
+                ty,
+                trim: def.trim,
+                ignore_case: def.ignore_case,
+                tolerance: def.tolerance,
+            },
             owner_col: project(&mut owner_cols, &def.owner),
             replica_col: project(&mut replica_cols, &def.replica),
         });
@@ -469,23 +571,45 @@ fn resolve(
     let (mut owner_changed_at, mut replica_changed_at) = (None, None);
     if let Some(changed) = &job.compare.changed_at {
         if find(owner_columns, &changed.owner).is_none() {
-            return Err((Side::Owner, format!("changed_at column `{}` not found (columns: {})", changed.owner, column_list(owner_columns))));
+            return Err((
+                Side::Owner,
+                format!(
+                    "changed_at column `{}` not found (columns: {})",
+                    changed.owner,
+                    column_list(owner_columns)
+                ),
+            ));
         }
         if find(replica_columns, &changed.replica).is_none() {
             return Err((
                 Side::Replica,
-                format!("changed_at column `{}` not found (columns: {})", changed.replica, column_list(replica_columns)),
+                format!(
+                    "changed_at column `{}` not found (columns: {})",
+                    changed.replica,
+                    column_list(replica_columns)
+                ),
             ));
         }
         owner_changed_at = Some(project(&mut owner_cols, &changed.owner));
         replica_changed_at = Some(project(&mut replica_cols, &changed.replica));
     }
-    let replica_key_cols: Vec<usize> = job.replica.row_key.iter().map(|c| project(&mut replica_cols, c)).collect();
-    let recent_cutoff = job.compare.staleness.filter(|_| job.compare.changed_at.is_some()).map(|window| {
-        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let cutoff = started_at.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        cutoff.timestamp() as i128 * 1_000_000_000 + cutoff.timestamp_subsec_nanos() as i128
-    });
+    let replica_key_cols: Vec<usize> = job
+        .replica
+        .row_key
+        .iter()
+        .map(|c| project(&mut replica_cols, c))
+        .collect();
+    let recent_cutoff = job
+        .compare
+        .staleness
+        .filter(|_| job.compare.changed_at.is_some())
+        .map(|window| {
+            let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+            let cutoff = started_at
+                .checked_sub_signed(window)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            cutoff.timestamp() as i128 * 1_000_000_000 + cutoff.timestamp_subsec_nanos() as i128
+        });
 
     let header = ReportHeader {
         job: job.name.clone(),

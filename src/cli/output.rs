@@ -59,11 +59,19 @@ pub fn job_summary(outcome: &JobOutcome) -> Vec<String> {
         lines.push(format!("  {}", counts.join(", ")));
     }
     if !s.field_mismatches.0.is_empty() {
-        let fields: Vec<String> = s.field_mismatches.0.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        let fields: Vec<String> = s
+            .field_mismatches
+            .0
+            .iter()
+            .map(|(f, n)| format!("{f} {n}"))
+            .collect();
         lines.push(format!("  fields: {}", fields.join(", ")));
     }
     if s.truncated {
-        lines.push(format!("  records truncated at {} (counts above are exact)", s.records_written));
+        lines.push(format!(
+            "  records truncated at {} (counts above are exact)",
+            s.records_written
+        ));
     }
     lines.push(format!("  report: {}", outcome.report_dir.display()));
     lines
@@ -79,10 +87,16 @@ impl Progress {
     /// A spinner on stderr for the named job.
     pub fn new(job: &str) -> Progress {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.set_prefix(job.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Progress { bar, counts: Mutex::new((0, 0)) }
+        Progress {
+            bar,
+            counts: Mutex::new((0, 0)),
+        }
     }
 
     /// Removes the spinner.
@@ -98,7 +112,8 @@ impl Observer for Progress {
                 Side::Owner => counts.0 = rows,
                 Side::Replica => counts.1 = rows,
             }
-            self.bar.set_message(format!("owner {} rows, replica {} rows", counts.0, counts.1));
+            self.bar
+                .set_message(format!("owner {} rows, replica {} rows", counts.0, counts.1));
         }
     }
 }

@@ -13,7 +13,9 @@ use super::output::{Progress, complain, job_summary, say, stderr_is_terminal};
 
 /// Arguments of `recon run`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  recon run jobs/\n  recon run jobs/orders.toml --out reports/ --format jsonl\n  recon run jobs/ --memory-budget 2GiB")]
+#[command(
+    after_help = "Examples:\n  recon run jobs/\n  recon run jobs/orders.toml --out reports/ --format jsonl\n  recon run jobs/ --memory-budget 2GiB"
+)]
 pub struct RunArgs {
     /// Job files, or folders whose *.toml files are jobs.
     #[arg(required = true, value_name = "JOB_OR_DIR")]
@@ -45,7 +47,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: usize = number.parse().map_err(|_| format!("`{s}` is not a size (e.g. 512MiB)"))?;
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512MiB)"))?;
     let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -53,7 +57,10 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("unknown size unit in `{s}` (use KiB, MiB or GiB)")),
     };
-    number.checked_mul(factor).filter(|n| *n > 0).ok_or_else(|| format!("`{s}` is not a usable size"))
+    number
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a usable size"))
 }
 
 /// Loads every job (nothing runs if any is invalid), runs them in turn and returns the
@@ -77,7 +84,9 @@ pub fn run(args: RunArgs, quiet: bool) -> ExitStatus {
     };
     let mut formats = args.format;
     formats.dedup();
-    let out_dir = args.out.unwrap_or_else(|| pipeline::default_out_dir(chrono::Utc::now()));
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| pipeline::default_out_dir(chrono::Utc::now()));
     let show_progress = !quiet && stderr_is_terminal();
     let mut statuses = Vec::new();
     for job in &jobs {
@@ -98,7 +107,10 @@ pub fn run(args: RunArgs, quiet: bool) -> ExitStatus {
             Status::Failed => ExitStatus::Failed,
         };
         if status == ExitStatus::Failed {
-            complain(&format!("error: {}", outcome.summary.error.as_deref().unwrap_or("job failed")));
+            complain(&format!(
+                "error: {}",
+                outcome.summary.error.as_deref().unwrap_or("job failed")
+            ));
         }
         if !quiet {
             for line in job_summary(&outcome) {

@@ -58,7 +58,10 @@ mod tests {
     }
 
     fn row(v: Value) -> Row {
-        Row { key: Key::default(), values: vec![v] }
+        Row {
+            key: Key::default(),
+            values: vec![v],
+        }
     }
 
     #[test]
@@ -83,6 +86,9 @@ mod tests {
     #[test]
     fn unparsable_values_have_no_digest() {
         let f = [field(FieldType::Integer)];
-        assert_eq!(row_digest(&row(Value::Text("x".into())), &f, Side::Owner, &mut Vec::new()), None);
+        assert_eq!(
+            row_digest(&row(Value::Text("x".into())), &f, Side::Owner, &mut Vec::new()),
+            None
+        );
     }
 }

@@ -101,7 +101,10 @@ pub struct Tally {
 impl Tally {
     /// A tally for `fields` compared fields.
     pub fn new(fields: usize) -> Tally {
-        Tally { field_mismatches: vec![0; fields], ..Tally::default() }
+        Tally {
+            field_mismatches: vec![0; fields],
+            ..Tally::default()
+        }
     }
 
     /// Counts the findings (and skips) of one key group.

@@ -32,7 +32,13 @@ pub trait GroupSink {
     /// The consumer's error.
     type Error;
     /// Called once per key present on either side.
-    fn group(&mut self, key: &Key, owner: &[Row], replica: &[Row], outcome: GroupOutcome) -> Result<(), Self::Error>;
+    fn group(
+        &mut self,
+        key: &Key,
+        owner: &[Row],
+        replica: &[Row],
+        outcome: GroupOutcome,
+    ) -> Result<(), Self::Error>;
 }
 
 /// A side's stream of rows with one-row lookahead and the key-order check.
@@ -48,7 +54,14 @@ pub struct Cursor {
 impl Cursor {
     /// A cursor over the pages a reader task sends.
     pub fn new(side: Side, receiver: PageReceiver) -> Cursor {
-        Cursor { side, receiver, queue: VecDeque::new(), last: None, done: false, rows_read: 0 }
+        Cursor {
+            side,
+            receiver,
+            queue: VecDeque::new(),
+            last: None,
+            done: false,
+            rows_read: 0,
+        }
     }
 
     /// Rows taken from this side so far.
@@ -119,7 +132,8 @@ pub async fn merge<S: GroupSink>(
         owner.take_group(&key, &mut owner_rows).await?;
         replica.take_group(&key, &mut replica_rows).await?;
         let outcome = comparer.compare_group(&key, &owner_rows, &replica_rows);
-        sink.group(&key, &owner_rows, &replica_rows, outcome).map_err(MergeError::Sink)?;
+        sink.group(&key, &owner_rows, &replica_rows, outcome)
+            .map_err(MergeError::Sink)?;
     }
 }
 
@@ -131,7 +145,10 @@ mod tests {
     use crate::source::{FieldType, KeyPart, Value};
 
     fn row(id: i64, v: &str) -> Row {
-        Row { key: Key(vec![KeyPart::Int(id)]), values: vec![Value::Text(v.into())] }
+        Row {
+            key: Key(vec![KeyPart::Int(id)]),
+            values: vec![Value::Text(v.into())],
+        }
     }
 
     fn cursor(side: Side, pages: Vec<Vec<Row>>) -> Cursor {
@@ -165,7 +182,8 @@ mod tests {
     impl GroupSink for Recorder {
         type Error = ();
         fn group(&mut self, _: &Key, _: &[Row], _: &[Row], outcome: GroupOutcome) -> Result<(), ()> {
-            self.0.extend(outcome.findings.into_iter().map(|f| (f.kind, f.key)));
+            self.0
+                .extend(outcome.findings.into_iter().map(|f| (f.kind, f.key)));
             Ok(())
         }
     }
@@ -176,24 +194,48 @@ mod tests {
 
     #[tokio::test]
     async fn finds_missing_and_mismatched_rows_across_page_boundaries() {
-        let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(2, "b")], vec![], vec![row(3, "c"), row(5, "e")]]);
-        let mut r = cursor(Side::Replica, vec![vec![row(1, "a")], vec![row(3, "x"), row(4, "d"), row(5, "e")]]);
+        let mut o = cursor(
+            Side::Owner,
+            vec![
+                vec![row(1, "a"), row(2, "b")],
+                vec![],
+                vec![row(3, "c"), row(5, "e")],
+            ],
+        );
+        let mut r = cursor(
+            Side::Replica,
+            vec![vec![row(1, "a")], vec![row(3, "x"), row(4, "d"), row(5, "e")]],
+        );
         let mut rec = Recorder::default();
-        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec).await.unwrap();
+        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec)
+            .await
+            .unwrap();
         assert_eq!(
             rec.0,
-            vec![(Kind::MissingInReplica, key(2)), (Kind::Mismatch, key(3)), (Kind::MissingInOwner, key(4))]
+            vec![
+                (Kind::MissingInReplica, key(2)),
+                (Kind::Mismatch, key(3)),
+                (Kind::MissingInOwner, key(4))
+            ]
         );
         assert_eq!((o.rows_read(), r.rows_read()), (4, 4));
     }
 
     #[tokio::test]
     async fn duplicates_are_reported_per_side_and_key() {
-        let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(1, "a")], vec![row(1, "b"), row(2, "b")]]);
+        let mut o = cursor(
+            Side::Owner,
+            vec![vec![row(1, "a"), row(1, "a")], vec![row(1, "b"), row(2, "b")]],
+        );
         let mut r = cursor(Side::Replica, vec![vec![row(1, "a"), row(2, "b"), row(2, "b")]]);
         let mut rec = Recorder::default();
-        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec).await.unwrap();
-        assert_eq!(rec.0, vec![(Kind::DuplicateKey, key(1)), (Kind::DuplicateKey, key(2))]);
+        merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut rec)
+            .await
+            .unwrap();
+        assert_eq!(
+            rec.0,
+            vec![(Kind::DuplicateKey, key(1)), (Kind::DuplicateKey, key(2))]
+        );
         assert_eq!(o.rows_read(), 4);
     }
 
@@ -201,9 +243,17 @@ mod tests {
     async fn out_of_order_keys_fail_loudly() {
         let mut o = cursor(Side::Owner, vec![vec![row(2, "a"), row(1, "a")]]);
         let mut r = cursor(Side::Replica, vec![]);
-        let err = merge(&mut o, &mut r, &mut comparer(Relation::Mirror), &mut Recorder::default()).await;
+        let err = merge(
+            &mut o,
+            &mut r,
+            &mut comparer(Relation::Mirror),
+            &mut Recorder::default(),
+        )
+        .await;
         match err {
-            Err(MergeError::Source(Side::Owner, SourceError::Order(m))) => assert!(m.contains("key 1 came after key 2")),
+            Err(MergeError::Source(Side::Owner, SourceError::Order(m))) => {
+                assert!(m.contains("key 1 came after key 2"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -211,12 +261,27 @@ mod tests {
     #[tokio::test]
     async fn reference_rows_check_against_their_owner_row() {
         let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(2, "b")]]);
-        let mut r = cursor(Side::Replica, vec![vec![row(1, "a"), row(1, "z"), row(1, "a"), row(3, "c"), row(3, "c")]]);
+        let mut r = cursor(
+            Side::Replica,
+            vec![vec![
+                row(1, "a"),
+                row(1, "z"),
+                row(1, "a"),
+                row(3, "c"),
+                row(3, "c"),
+            ]],
+        );
         let mut rec = Recorder::default();
-        merge(&mut o, &mut r, &mut comparer(Relation::Reference), &mut rec).await.unwrap();
+        merge(&mut o, &mut r, &mut comparer(Relation::Reference), &mut rec)
+            .await
+            .unwrap();
         assert_eq!(
             rec.0,
-            vec![(Kind::Mismatch, key(1)), (Kind::DanglingReference, key(3)), (Kind::DanglingReference, key(3))]
+            vec![
+                (Kind::Mismatch, key(1)),
+                (Kind::DanglingReference, key(3)),
+                (Kind::DanglingReference, key(3))
+            ]
         );
     }
 }

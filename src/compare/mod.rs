@@ -59,7 +59,11 @@ pub struct Comparer {
 impl Comparer {
     /// A comparer for the plan.
     pub fn new(plan: ComparePlan) -> Comparer {
-        Comparer { plan, scratch_owner: Vec::new(), scratch_replica: Vec::new() }
+        Comparer {
+            plan,
+            scratch_owner: Vec::new(),
+            scratch_replica: Vec::new(),
+        }
     }
 
     /// The plan this comparer follows.
@@ -131,7 +135,13 @@ impl Comparer {
         if self.plan.replica_key_cols.is_empty() {
             return None;
         }
-        Some(self.plan.replica_key_cols.iter().map(|&i| row.values[i].clone()).collect())
+        Some(
+            self.plan
+                .replica_key_cols
+                .iter()
+                .map(|&i| row.values[i].clone())
+                .collect(),
+        )
     }
 
     fn is_recent(&self, side: Side, row: &Row) -> bool {

@@ -24,7 +24,12 @@ pub struct FieldRule {
 impl FieldRule {
     /// Exact comparison of the given type.
     pub fn exact(ty: FieldType) -> FieldRule {
-        FieldRule { ty, trim: false, ignore_case: false, tolerance: None }
+        FieldRule {
+            ty,
+            trim: false,
+            ignore_case: false,
+            tolerance: None,
+        }
     }
 }
 
@@ -133,9 +138,17 @@ impl Decimal {
         digits.truncate(trimmed);
         let digits = digits.trim_start_matches('0').to_string();
         if digits.is_empty() {
-            return Some(Decimal { negative: false, digits: "0".into(), exp: 0 });
+            return Some(Decimal {
+                negative: false,
+                digits: "0".into(),
+                exp: 0,
+            });
         }
-        Some(Decimal { negative, digits, exp })
+        Some(Decimal {
+            negative,
+            digits,
+            exp,
+        })
     }
 
     /// The exact value of a float's shortest decimal form (`0.1_f64` is `0.1`).
@@ -171,13 +184,22 @@ impl Decimal {
     }
 
     fn to_f64(&self) -> f64 {
-        let s = format!("{}{}e{}", if self.negative { "-" } else { "" }, self.digits, self.exp);
+        let s = format!(
+            "{}{}e{}",
+            if self.negative { "-" } else { "" },
+            self.digits,
+            self.exp
+        );
         s.parse().unwrap_or(f64::NAN)
     }
 }
 
 fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String> {
-    let what = if ty == FieldType::Integer { "an integer" } else { "a decimal number" };
+    let what = if ty == FieldType::Integer {
+        "an integer"
+    } else {
+        "a decimal number"
+    };
     let parsed = match value {
         Value::Int(i) => Decimal::parse(&i.to_string()),
         Value::Bool(b) => Decimal::parse(if *b { "1" } else { "0" }),
@@ -207,7 +229,13 @@ fn float(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         }
         _ => return Err(not_a(value, "a number")),
     };
-    let f = if f == 0.0 { 0.0 } else if f.is_nan() { f64::NAN } else { f };
+    let f = if f == 0.0 {
+        0.0
+    } else if f.is_nan() {
+        f64::NAN
+    } else {
+        f
+    };
     out.extend_from_slice(&f.to_bits().to_be_bytes());
     Ok(())
 }
@@ -391,7 +419,11 @@ pub fn within_tolerance(rule: &FieldRule, owner: &[u8], replica: &[u8]) -> bool 
             let (Some(o), Some(r)) = (f64_of(owner), f64_of(replica)) else {
                 return false;
             };
-            let scale = if matches!(tolerance, Tolerance::Relative(_)) { o.abs() } else { 1.0 };
+            let scale = if matches!(tolerance, Tolerance::Relative(_)) {
+                o.abs()
+            } else {
+                1.0
+            };
             (r - o).abs() <= t * scale
         }
         (FieldType::Timestamp | FieldType::Time, Tolerance::Seconds(t)) => {
@@ -427,7 +459,9 @@ fn decimal_within(owner: &[u8], replica: &[u8], tolerance: f64, relative: bool) 
             // |r - o| <= t × |o|  at the exponent of t × o.
             let e = o.exp.min(r.exp).min(o.exp + t.exp);
             let diff = (r.scaled(e)? - o.scaled(e)?).checked_abs()?;
-            let bound = t.scaled(t.exp)?.checked_mul(o.scaled(e - t.exp)?.checked_abs()?)?;
+            let bound = t
+                .scaled(t.exp)?
+                .checked_mul(o.scaled(e - t.exp)?.checked_abs()?)?;
             Some(diff <= bound)
         } else {
             let e = o.exp.min(r.exp).min(t.exp);
@@ -474,20 +508,35 @@ mod tests {
         assert!(same(Value::Float(0.1), t("0.10"), D));
         assert!(same(Value::Float(10.5), Value::Decimal("10.50".into()), D));
         assert!(!same(t("100"), t("10"), D));
-        assert!(same(t("123456789012345678901234567890.10"), t("123456789012345678901234567890.1"), D));
-        assert!(!same(t("123456789012345678901234567890.1"), t("123456789012345678901234567890.2"), D));
+        assert!(same(
+            t("123456789012345678901234567890.10"),
+            t("123456789012345678901234567890.1"),
+            D
+        ));
+        assert!(!same(
+            t("123456789012345678901234567890.1"),
+            t("123456789012345678901234567890.2"),
+            D
+        ));
         assert!(canon(t("ten"), D).unwrap_err().contains("not a decimal"));
         assert!(canon(t(""), D).is_err());
     }
 
     #[test]
     fn null_is_distinct_from_empty_text() {
-        assert_ne!(canon(Value::Null, FieldType::Text).unwrap(), canon(t(""), FieldType::Text).unwrap());
+        assert_ne!(
+            canon(Value::Null, FieldType::Text).unwrap(),
+            canon(t(""), FieldType::Text).unwrap()
+        );
     }
 
     #[test]
     fn text_rules() {
-        let rule = FieldRule { trim: true, ignore_case: true, ..FieldRule::exact(FieldType::Text) };
+        let rule = FieldRule {
+            trim: true,
+            ignore_case: true,
+            ..FieldRule::exact(FieldType::Text)
+        };
         let (mut a, mut b) = (Vec::new(), Vec::new());
         normalize(&t("  Shipped "), &rule, &mut a).unwrap();
         normalize(&t("shipped"), &rule, &mut b).unwrap();
@@ -512,10 +561,22 @@ mod tests {
     #[test]
     fn timestamps_are_utc_instants() {
         use FieldType::Timestamp as Ts;
-        assert!(same(t("2024-05-01T12:00:00+02:00"), t("2024-05-01T10:00:00Z"), Ts));
-        assert!(same(t("2024-05-01 10:00:00"), t("2024-05-01T10:00:00.000000Z"), Ts));
+        assert!(same(
+            t("2024-05-01T12:00:00+02:00"),
+            t("2024-05-01T10:00:00Z"),
+            Ts
+        ));
+        assert!(same(
+            t("2024-05-01 10:00:00"),
+            t("2024-05-01T10:00:00.000000Z"),
+            Ts
+        ));
         assert!(same(t("2024-05-01 12:00:00+02"), t("2024-05-01T10:00:00Z"), Ts));
-        assert!(!same(t("2024-05-01T10:00:00.000001Z"), t("2024-05-01T10:00:00Z"), Ts));
+        assert!(!same(
+            t("2024-05-01T10:00:00.000001Z"),
+            t("2024-05-01T10:00:00Z"),
+            Ts
+        ));
         assert!(canon(t("yesterday"), Ts).is_err());
     }
 
@@ -534,7 +595,11 @@ mod tests {
     #[test]
     fn json_by_value() {
         use FieldType::Json;
-        assert!(same(t(r#"{"a":1,"b":[1,2]}"#), Value::Json(r#"{ "b": [1, 2], "a": 1.0 }"#.into()), Json));
+        assert!(same(
+            t(r#"{"a":1,"b":[1,2]}"#),
+            Value::Json(r#"{ "b": [1, 2], "a": 1.0 }"#.into()),
+            Json
+        ));
         assert!(!same(t("[1,2]"), t("[2,1]"), Json));
         assert!(same(t("null"), t(" null "), Json));
         assert_ne!(canon(Value::Null, Json).unwrap(), canon(t("null"), Json).unwrap());
@@ -544,7 +609,10 @@ mod tests {
     #[test]
     fn tolerances() {
         let check = |ty, tol, a: &str, b: &str| {
-            let rule = FieldRule { tolerance: Some(tol), ..FieldRule::exact(ty) };
+            let rule = FieldRule {
+                tolerance: Some(tol),
+                ..FieldRule::exact(ty)
+            };
             let (mut x, mut y) = (Vec::new(), Vec::new());
             normalize(&t(a), &rule, &mut x).unwrap();
             normalize(&t(b), &rule, &mut y).unwrap();
@@ -557,7 +625,17 @@ mod tests {
         assert!(!check(Decimal, Tolerance::Relative(0.01), "100", "101.01"));
         assert!(!check(Decimal, Tolerance::Relative(0.01), "0", "0.001"));
         assert!(check(Float, Tolerance::Absolute(0.5), "1.0", "1.4"));
-        assert!(check(Timestamp, Tolerance::Seconds(1.0), "2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z"));
-        assert!(!check(Timestamp, Tolerance::Seconds(1.0), "2024-01-01T00:00:00Z", "2024-01-01T00:00:01.5Z"));
+        assert!(check(
+            Timestamp,
+            Tolerance::Seconds(1.0),
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:01Z"
+        ));
+        assert!(!check(
+            Timestamp,
+            Tolerance::Seconds(1.0),
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:01.5Z"
+        ));
     }
 }

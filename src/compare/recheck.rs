@@ -54,8 +54,12 @@ pub async fn recheck(
     Ok(pending
         .iter()
         .map(|p| {
-            let o = fresh_owner.as_ref().map_or(&p.owner, |m| m.get(&p.key).unwrap_or(&empty));
-            let r = fresh_replica.as_ref().map_or(&p.replica, |m| m.get(&p.key).unwrap_or(&empty));
+            let o = fresh_owner
+                .as_ref()
+                .map_or(&p.owner, |m| m.get(&p.key).unwrap_or(&empty));
+            let r = fresh_replica
+                .as_ref()
+                .map_or(&p.replica, |m| m.get(&p.key).unwrap_or(&empty));
             comparer.compare_group(&p.key, o, r)
         })
         .collect())

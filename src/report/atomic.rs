@@ -18,8 +18,14 @@ impl AtomicFile {
     /// Starts writing `path` (its folder must exist).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new().prefix(".recon-").suffix(".tmp").tempfile_in(dir)?;
-        Ok(AtomicFile { writer: BufWriter::with_capacity(256 * 1024, temp), path: path.to_path_buf() })
+        let temp = tempfile::Builder::new()
+            .prefix(".recon-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(AtomicFile {
+            writer: BufWriter::with_capacity(256 * 1024, temp),
+            path: path.to_path_buf(),
+        })
     }
 
     /// The buffered writer for the file's content.

@@ -26,7 +26,9 @@ impl ReportWriter for JsonlWriter {
     }
 
     fn record(&mut self, record: &Record<'_>) -> Result<(), ReportError> {
-        let Some(file) = self.file.as_mut() else { return Ok(()) };
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let w = file.writer();
         serde_json::to_writer(&mut *w, record).map_err(|e| ReportError::at(&self.path)(e.into()))?;
         w.write_all(b"\n").map_err(ReportError::at(&self.path))

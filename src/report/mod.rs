@@ -34,7 +34,10 @@ impl std::error::Error for ReportError {}
 impl ReportError {
     /// Wraps an I/O error with the file it concerns.
     pub fn at(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
-        move |source| ReportError { path: path.to_path_buf(), source }
+        move |source| ReportError {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -80,7 +83,12 @@ pub struct Reports {
 impl Reports {
     /// A fan-out to `writers` (the summary writer last, so the summary appears last).
     pub fn new(writers: Vec<Box<dyn ReportWriter>>, max_records: u64) -> Reports {
-        Reports { writers, max_records, written: 0, truncated: false }
+        Reports {
+            writers,
+            max_records,
+            written: 0,
+            truncated: false,
+        }
     }
 
     /// The writers for `formats` in `dir`, summary last. Removes the files an earlier run

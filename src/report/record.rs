@@ -5,8 +5,8 @@
 //! "owner": 10.5, "replica": 10.4}`; `reason` when a value did not parse, `side` and
 //! `count` for duplicate keys, `replica_key` for reference jobs with `row_key`.
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::compare::Inconsistency;
 use crate::source::value::hex_bytes;
@@ -64,17 +64,23 @@ impl<'a> Record<'a> {
     pub fn new(header: &'a ReportHeader, finding: &'a Inconsistency) -> Record<'a> {
         Record {
             kind: finding.kind.name(),
-            key: KeyObject { names: &header.key_columns, parts: &finding.key.0 },
-            field: finding.field.and_then(|i| header.fields.get(i)).map(String::as_str),
+            key: KeyObject {
+                names: &header.key_columns,
+                parts: &finding.key.0,
+            },
+            field: finding
+                .field
+                .and_then(|i| header.fields.get(i))
+                .map(String::as_str),
             owner: finding.owner.as_ref().map(JsonValue),
             replica: finding.replica.as_ref().map(JsonValue),
             reason: finding.reason.as_deref(),
             side: finding.side.map(|s| s.name()),
             count: finding.count,
-            replica_key: finding
-                .replica_key
-                .as_ref()
-                .map(|values| ValuesObject { names: &header.replica_key_columns, values }),
+            replica_key: finding.replica_key.as_ref().map(|values| ValuesObject {
+                names: &header.replica_key_columns,
+                values,
+            }),
         }
     }
 
@@ -237,7 +243,10 @@ mod tests {
             fields: vec!["amount".into()],
             replica_key_columns: vec![],
         };
-        let mut finding = Inconsistency::new(Kind::Mismatch, Key(vec![KeyPart::Text("eu".into()), KeyPart::Int(7)]));
+        let mut finding = Inconsistency::new(
+            Kind::Mismatch,
+            Key(vec![KeyPart::Text("eu".into()), KeyPart::Int(7)]),
+        );
         finding.field = Some(0);
         finding.owner = Some(Value::Decimal("10.50".into()));
         finding.replica = Some(Value::Null);

@@ -27,7 +27,8 @@ impl ReportWriter for SummaryWriter {
     }
 
     fn finish(self: Box<Self>, summary: &Summary) -> Result<(), ReportError> {
-        let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::at(&self.path)(e.into()))?;
+        let mut json =
+            serde_json::to_vec_pretty(summary).map_err(|e| ReportError::at(&self.path)(e.into()))?;
         json.push(b'\n');
         write_file(&self.path, &json).map_err(ReportError::at(&self.path))
     }

@@ -61,9 +61,7 @@ pub enum SourceError {
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceError::Open(m) | SourceError::Schema(m) | SourceError::Read(m) => {
-                f.write_str(m)
-            }
+            SourceError::Open(m) | SourceError::Schema(m) | SourceError::Read(m) => f.write_str(m),
             SourceError::Order(m) => write!(f, "keys out of order: {m}"),
             SourceError::Unsupported(what) => write!(f, "{what} is not supported by this source"),
         }

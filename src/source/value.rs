@@ -60,7 +60,8 @@ pub fn canonical_uuid(text: &str) -> Option<String> {
     let t = text.trim();
     let t = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(t);
     let digits: Vec<u8> = t.bytes().filter(|b| *b != b'-').collect();
-    let hyphens_ok = t.len() == 32 || (t.len() == 36 && [8, 13, 18, 23].iter().all(|&i| t.as_bytes()[i] == b'-'));
+    let hyphens_ok =
+        t.len() == 32 || (t.len() == 36 && [8, 13, 18, 23].iter().all(|&i| t.as_bytes()[i] == b'-'));
     if digits.len() != 32 || !hyphens_ok || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -124,7 +125,10 @@ impl FieldType {
 
     /// The type's name in job files and reports.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, t)| *t == self).map_or("text", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("text", |(n, _)| n)
     }
 
     /// When the two sides declare different types for one field, the more specific one
@@ -319,7 +323,10 @@ mod tests {
     fn the_more_specific_declared_type_wins() {
         use FieldType::*;
         assert_eq!(FieldType::more_specific(Some(Text), Some(Uuid)), Some(Uuid));
-        assert_eq!(FieldType::more_specific(Some(Integer), Some(Decimal)), Some(Decimal));
+        assert_eq!(
+            FieldType::more_specific(Some(Integer), Some(Decimal)),
+            Some(Decimal)
+        );
         assert_eq!(FieldType::more_specific(None, Some(Json)), Some(Json));
         assert_eq!(FieldType::more_specific(None, None), None);
     }
