@@ -114,8 +114,8 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
         resolved_in_flight: 0,
         truncated: false,
         records_written: 0,
-        owner: job.owner.config.type_name().to_string(),
-        replica: job.replica.config.type_name().to_string(),
+        owner: describe_config(job, Side::Owner),
+        replica: describe_config(job, Side::Replica),
     };
     let mut reports = match Reports::in_dir(&report_dir, &options.formats, job.report.max_records) {
         Ok(reports) => reports,
