@@ -5,7 +5,6 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
@@ -449,12 +448,20 @@ fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
     columns.iter().find(|c| c.name == name)
 }
 
-fn column_list(columns: &[Column]) -> String {
-    columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The column `name` on `side`, or an error naming what needed it and what exists.
+fn require<'c>(
+    side: Side,
+    columns: &'c [Column],
+    name: &str,
+    what: &str,
+) -> Result<&'c Column, (Side, String)> {
+    find(columns, name).ok_or_else(|| {
+        let list: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        (
+            side,
+            format!("{what}column `{name}` not found (columns: {})", list.join(", ")),
+        )
+    })
 }
 
 /// Adds `name` to a scan's columns once; returns its index.
@@ -481,15 +488,7 @@ fn resolve(
     ];
     for (side, columns, def) in sides {
         for name in def.key.iter().chain(&def.row_key) {
-            if find(columns, name).is_none() {
-                return Err((
-                    side,
-                    format!(
-                        "key column `{name}` not found (columns: {})",
-                        column_list(columns)
-                    ),
-                ));
-            }
+            require(side, columns, name, "key ")?;
         }
     }
     let key_types: Vec<KeyType> = job
@@ -526,28 +525,9 @@ fn resolve(
     let mut replica_cols = Vec::new();
     let mut fields = Vec::new();
     for def in &field_defs {
-        let owner_col = find(owner_columns, &def.owner).ok_or_else(|| {
-            (
-                Side::Owner,
-                format!(
-                    "field `{}`: column `{}` not found (columns: {})",
-                    def.owner,
-                    def.owner,
-                    column_list(owner_columns)
-                ),
-            )
-        })?;
-        let replica_col = find(replica_columns, &def.replica).ok_or_else(|| {
-            (
-                Side::Replica,
-                format!(
-                    "field `{}`: column `{}` not found (columns: {})",
-                    def.owner,
-                    def.replica,
-                    column_list(replica_columns)
-                ),
-            )
-        })?;
+        let what = format!("field `{}`: ", def.owner);
+        let owner_col = require(Side::Owner, owner_columns, &def.owner, &what)?;
+        let replica_col = require(Side::Replica, replica_columns, &def.replica, &what)?;
         let declared = FieldType::more_specific(owner_col.declared, replica_col.declared);
         let ty = def.ty.or(declared).unwrap_or(match def.tolerance {
             Some(Tolerance::Absolute(_) | Tolerance::Relative(_)) => FieldType::Decimal,
@@ -570,26 +550,8 @@ fn resolve(
 
     let (mut owner_changed_at, mut replica_changed_at) = (None, None);
     if let Some(changed) = &job.compare.changed_at {
-        if find(owner_columns, &changed.owner).is_none() {
-            return Err((
-                Side::Owner,
-                format!(
-                    "changed_at column `{}` not found (columns: {})",
-                    changed.owner,
-                    column_list(owner_columns)
-                ),
-            ));
-        }
-        if find(replica_columns, &changed.replica).is_none() {
-            return Err((
-                Side::Replica,
-                format!(
-                    "changed_at column `{}` not found (columns: {})",
-                    changed.replica,
-                    column_list(replica_columns)
-                ),
-            ));
-        }
+        require(Side::Owner, owner_columns, &changed.owner, "changed_at ")?;
+        require(Side::Replica, replica_columns, &changed.replica, "changed_at ")?;
         owner_changed_at = Some(project(&mut owner_cols, &changed.owner));
         replica_changed_at = Some(project(&mut replica_cols, &changed.replica));
     }
@@ -649,9 +611,4 @@ fn resolve(
 /// The default report folder name: the run's start as a compact UTC timestamp.
 pub fn default_out_dir(now: DateTime<Utc>) -> PathBuf {
     PathBuf::from("recon-reports").join(now.format("%Y%m%dT%H%M%SZ").to_string())
-}
-
-/// A pause used between retries and before rechecks; exposed for the CLI's tests.
-pub fn seconds(s: u64) -> Duration {
-    Duration::from_secs(s)
 }

@@ -1,7 +1,6 @@
 //! The one value vocabulary every backend hands rows over in. Backends convert their
 //! native values into `Value` as faithfully as they can; normalization lives in `compare`.
 
-use std::cmp::Ordering;
 use std::fmt;
 
 /// A cell as read from a source, before normalization.
@@ -252,11 +251,6 @@ impl Key {
             .map(|(v, t)| KeyPart::from_value(v, *t))
             .collect::<Result<Vec<_>, _>>()
             .map(Key)
-    }
-
-    /// Compares two keys; exposed so merge code reads as intent.
-    pub fn order(&self, other: &Key) -> Ordering {
-        self.cmp(other)
     }
 }
 
