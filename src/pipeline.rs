@@ -146,6 +146,9 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
             summary.truncated = reports.truncated();
             if let Err(e) = reports.finish(summary) {
                 fail_summary(job, summary, fail_job(job, e));
+                if let Err(e) = crate::report::write_summary(&report_dir, summary) {
+                    warn!(job = %job.name, error = %e, "Could not write the failed job's summary.");
+                }
             }
         }
         Err(failure) => {
@@ -371,7 +374,11 @@ impl GroupSink for FindingSink<'_> {
         replica: &[Row],
         outcome: GroupOutcome,
     ) -> Result<(), ReportError> {
-        if !outcome.findings.is_empty() && self.pending.len() < self.recheck_cap {
+        if outcome.findings.is_empty() {
+            self.tally.add(&outcome);
+            return Ok(());
+        }
+        if self.pending.len() < self.recheck_cap {
             self.pending.push(Pending {
                 key: key.clone(),
                 owner: owner.to_vec(),
@@ -379,6 +386,12 @@ impl GroupSink for FindingSink<'_> {
                 outcome,
             });
             return Ok(());
+        }
+        // More inconsistent keys than the report may hold: writing them in key order
+        // matters more than rechecking, so what was held is written as found.
+        self.recheck_cap = 0;
+        for held in std::mem::take(&mut self.pending) {
+            emit(self.reports, self.header, self.tally, held.outcome)?;
         }
         emit(self.reports, self.header, self.tally, outcome)
     }
@@ -529,11 +542,27 @@ fn resolve(
         let owner_col = require(Side::Owner, owner_columns, &def.owner, &what)?;
         let replica_col = require(Side::Replica, replica_columns, &def.replica, &what)?;
         let declared = FieldType::more_specific(owner_col.declared, replica_col.declared);
-        let ty = def.ty.or(declared).unwrap_or(match def.tolerance {
+        // A tolerance says what the values are when the sources only know them as text.
+        let implied = match def.tolerance {
             Some(Tolerance::Absolute(_) | Tolerance::Relative(_)) => FieldType::Decimal,
             Some(Tolerance::Seconds(_)) => FieldType::Timestamp,
             None => FieldType::Text,
-        });
+        };
+        let declared =
+            declared.filter(|t| def.tolerance.is_none() || !matches!(t, FieldType::Text | FieldType::Bytes));
+        let ty = def.ty.or(declared).unwrap_or(implied);
+        let fits = match def.tolerance {
+            None => true,
+            Some(Tolerance::Seconds(_)) => matches!(ty, FieldType::Timestamp | FieldType::Time),
+            Some(_) => matches!(ty, FieldType::Integer | FieldType::Decimal | FieldType::Float),
+        };
+        if !fits {
+            let message = format!(
+                "field `{}`: its tolerance does not apply to a {ty} field",
+                def.owner
+            );
+            return Err((Side::Owner, message));
+        }
         fields.push(CompareField {
             name: def.owner.clone(),
             replica_name: def.replica.clone(),

@@ -13,7 +13,7 @@ pub use normalize::FieldRule;
 
 use crate::job::{Relation, Side};
 use crate::source::{Key, Row, Value};
-use normalize::{Normalized, normalize, parse_instant, within_tolerance};
+use normalize::{Normalized, instant_of, normalize, within_tolerance};
 
 /// One compared field, resolved against both sources.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,12 +154,7 @@ impl Comparer {
         ) else {
             return false;
         };
-        let instant = match &row.values[col] {
-            Value::Text(s) => parse_instant(s),
-            Value::Int(secs) => Some(*secs as i128 * 1_000_000_000),
-            _ => None,
-        };
-        instant.is_some_and(|t| t >= cutoff)
+        instant_of(&row.values[col]).is_some_and(|t| t >= cutoff)
     }
 
     /// Compares one owner row with one replica row: digests first, then field by field

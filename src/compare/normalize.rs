@@ -132,9 +132,10 @@ impl Decimal {
             return None;
         }
         let mut digits: String = int.chars().chain(frac.chars()).collect();
-        let mut exp = exp.checked_sub(frac.len() as i64)?;
         let trimmed = digits.trim_end_matches('0').len();
-        exp += (digits.len() - trimmed) as i64;
+        let exp = exp
+            .checked_sub(frac.len() as i64)?
+            .checked_add((digits.len() - trimmed) as i64)?;
         digits.truncate(trimmed);
         let digits = digits.trim_start_matches('0').to_string();
         if digits.is_empty() {
@@ -181,16 +182,6 @@ impl Decimal {
         let shift = u32::try_from(self.exp.checked_sub(exp)?).ok()?;
         let m = m.checked_mul(10i128.checked_pow(shift)?)?;
         Some(if self.negative { -m } else { m })
-    }
-
-    fn to_f64(&self) -> f64 {
-        let s = format!(
-            "{}{}e{}",
-            if self.negative { "-" } else { "" },
-            self.digits,
-            self.exp
-        );
-        s.parse().unwrap_or(f64::NAN)
     }
 }
 
@@ -290,14 +281,25 @@ fn nanos(secs: i64, sub: u32) -> i128 {
     secs as i128 * 1_000_000_000 + sub as i128
 }
 
-fn timestamp(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let n = match value {
+/// The instant a value holds, in nanoseconds since the Unix epoch: text as
+/// [`parse_instant`], numbers (and numeric text) as epoch seconds.
+pub fn instant_of(value: &Value) -> Option<i128> {
+    match value {
         Value::Int(secs) => Some(*secs as i128 * 1_000_000_000),
-        Value::Float(secs) if secs.is_finite() => Some((secs * 1e9).round() as i128),
-        Value::Text(s) => parse_instant(s),
+        Value::Float(secs) if secs.is_finite() && secs.abs() < 1e11 => Some((secs * 1e9).round() as i128),
+        Value::Decimal(s) => epoch_seconds(s),
+        Value::Text(s) => parse_instant(s).or_else(|| epoch_seconds(s)),
         _ => None,
     }
-    .ok_or_else(|| not_a(value, "a timestamp"))?;
+}
+
+fn epoch_seconds(text: &str) -> Option<i128> {
+    let nanos = Decimal::parse(text)?.scaled(-9)?;
+    (nanos.abs() < 100_000_000_000 * 1_000_000_000).then_some(nanos)
+}
+
+fn timestamp(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = instant_of(value).ok_or_else(|| not_a(value, "a timestamp"))?;
     out.extend_from_slice(&n.to_be_bytes());
     Ok(())
 }
@@ -457,11 +459,11 @@ fn decimal_within(owner: &[u8], replica: &[u8], tolerance: f64, relative: bool) 
     let exact = (|| {
         if relative {
             // |r - o| <= t × |o|  at the exponent of t × o.
-            let e = o.exp.min(r.exp).min(o.exp + t.exp);
-            let diff = (r.scaled(e)? - o.scaled(e)?).checked_abs()?;
+            let e = o.exp.min(r.exp).min(o.exp.checked_add(t.exp)?);
+            let diff = r.scaled(e)?.checked_sub(o.scaled(e)?)?.checked_abs()?;
             let bound = t
                 .scaled(t.exp)?
-                .checked_mul(o.scaled(e - t.exp)?.checked_abs()?)?;
+                .checked_mul(o.scaled(e.checked_sub(t.exp)?)?.checked_abs()?)?;
             Some(diff <= bound)
         } else {
             let e = o.exp.min(r.exp).min(t.exp);
@@ -469,11 +471,8 @@ fn decimal_within(owner: &[u8], replica: &[u8], tolerance: f64, relative: bool) 
             Some(diff <= t.scaled(e)?)
         }
     })();
-    exact.unwrap_or_else(|| {
-        let (o, r) = (o.to_f64(), r.to_f64());
-        let bound = if relative { tolerance * o.abs() } else { tolerance };
-        (r - o).abs() <= bound
-    })
+    // Beyond 128 bits a float would lose the difference: report it rather than miss it.
+    exact.unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -519,6 +518,7 @@ mod tests {
             D
         ));
         assert!(canon(t("ten"), D).unwrap_err().contains("not a decimal"));
+        assert!(canon(t("10e9223372036854775807"), D).is_err());
         assert!(canon(t(""), D).is_err());
     }
 
@@ -625,6 +625,16 @@ mod tests {
         assert!(!check(Decimal, Tolerance::Relative(0.01), "100", "101.01"));
         assert!(!check(Decimal, Tolerance::Relative(0.01), "0", "0.001"));
         assert!(check(Float, Tolerance::Absolute(0.5), "1.0", "1.4"));
+        let big = "10000000000000000000000000000000000001";
+        assert!(!check(Decimal, Tolerance::Absolute(0.01), "1e37", big));
+        assert!(!check(
+            Decimal,
+            Tolerance::Relative(0.01),
+            "1e-9223372036854775807",
+            "5"
+        ));
+        let max = "170141183460469231731687303715884105727";
+        assert!(!check(Decimal, Tolerance::Relative(1.0), max, &format!("-{max}")));
         assert!(check(
             Timestamp,
             Tolerance::Seconds(1.0),

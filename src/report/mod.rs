@@ -145,6 +145,11 @@ impl Reports {
     /// unfinished and so never appear.
     pub fn finish_failed(self, dir: &Path, summary: &Summary) -> Result<(), ReportError> {
         drop(self.writers);
-        Box::new(summary::SummaryWriter::new(dir.join("summary.json"))).finish(summary)
+        write_summary(dir, summary)
     }
+}
+
+/// Writes `summary.json` alone (a job that failed, even while committing its records).
+pub fn write_summary(dir: &Path, summary: &Summary) -> Result<(), ReportError> {
+    Box::new(summary::SummaryWriter::new(dir.join("summary.json"))).finish(summary)
 }

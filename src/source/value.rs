@@ -131,18 +131,28 @@ impl FieldType {
     }
 
     /// When the two sides declare different types for one field, the more specific one
-    /// wins: anything beats text, a decimal beats an integer or a float.
+    /// wins, whichever side declares it: anything beats text and bytes, two numeric types
+    /// compare as decimals, and otherwise a fixed ranking decides (a timestamp beats a
+    /// number holding epoch seconds, a boolean beats an integer holding 0/1).
     pub fn more_specific(a: Option<FieldType>, b: Option<FieldType>) -> Option<FieldType> {
         use FieldType::*;
+        let rank = |t: FieldType| match t {
+            Text => 0,
+            Bytes => 1,
+            Integer => 2,
+            Float => 3,
+            Decimal => 4,
+            Bool => 5,
+            Date => 6,
+            Time => 7,
+            Timestamp => 8,
+            Uuid => 9,
+            Json => 10,
+        };
         match (a, b) {
             (None, t) | (t, None) => t,
-            (Some(x), Some(y)) if x == y => Some(x),
-            (Some(Text), Some(t)) | (Some(t), Some(Text)) => Some(t),
-            (Some(Integer | Float | Decimal), Some(Integer | Float | Decimal)) => Some(Decimal),
-            (Some(Bytes), Some(t)) | (Some(t), Some(Bytes)) => Some(t),
-            (Some(Integer), Some(Bool)) | (Some(Bool), Some(Integer)) => Some(Bool),
-            (Some(Date), Some(Timestamp)) | (Some(Timestamp), Some(Date)) => Some(Timestamp),
-            (Some(x), Some(_)) => Some(x),
+            (Some(Integer | Float | Decimal), Some(Integer | Float | Decimal)) if a != b => Some(Decimal),
+            (Some(x), Some(y)) => Some(if rank(y) > rank(x) { y } else { x }),
         }
     }
 }
@@ -323,5 +333,17 @@ mod tests {
         );
         assert_eq!(FieldType::more_specific(None, Some(Json)), Some(Json));
         assert_eq!(FieldType::more_specific(None, None), None);
+        for (a, b) in [
+            (Integer, Timestamp),
+            (Bool, Integer),
+            (Bytes, Text),
+            (Date, Timestamp),
+        ] {
+            assert_eq!(
+                FieldType::more_specific(Some(a), Some(b)),
+                FieldType::more_specific(Some(b), Some(a)),
+                "{a} vs {b} must not depend on the side"
+            );
+        }
     }
 }

@@ -7,4 +7,5 @@
 mod cli_check;
 mod cli_run;
 mod property;
+mod regression;
 mod support;
