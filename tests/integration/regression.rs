@@ -121,3 +121,38 @@ fn overflowing_decimal_exponent_is_a_reasoned_mismatch() {
             .contains("not a decimal")
     );
 }
+
+/// UUID keys stored without hyphens or in upper case are found again by key at the
+/// recheck, and duplicates of them across a page boundary are duplicates, not an order
+/// failure.
+#[test]
+fn uuid_keys_stored_in_other_forms_page_and_recheck() {
+    let w = Workdir::new();
+    w.write(
+        "owner.csv",
+        "id,v\nb0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,z\nc0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,y\n",
+    );
+    w.sqlite(
+        "replica.db",
+        &[
+            "CREATE TABLE t (id UUID, v TEXT)",
+            "INSERT INTO t VALUES ('b0eebc999c0b4ef8bb6d6bb9bd380a11', 'y')",
+            "INSERT INTO t VALUES ('C0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 'y')",
+            "INSERT INTO t VALUES ('{c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', 'y')",
+        ],
+    );
+    w.write("job.toml", job("[compare]\nrecheck = true\npage_size = 1\n"));
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let b = "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let c = "c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    assert_eq!(
+        w.findings("case"),
+        [
+            finding("mismatch", json!({ "id": b }), Some("v")),
+            finding("duplicate_key", json!({ "id": c }), None),
+        ]
+        .into_iter()
+        .collect()
+    );
+}

@@ -45,8 +45,21 @@ impl Dialect for SqliteDialect {
             (KeyType::Integer, true) => format!("CAST({column} AS INTEGER)"),
             (KeyType::Text, false) => format!("{column} COLLATE BINARY"),
             (KeyType::Text, true) => format!("CAST({column} AS TEXT) COLLATE BINARY"),
-            // Keys hold UUIDs lower-cased; ASCII LOWER() gives the database the same order.
-            (KeyType::Uuid, _) => format!("LOWER({column}) COLLATE BINARY"),
+            // Keys hold UUIDs in canonical form (lower case, hyphenated); the database
+            // rebuilds that form from whatever is stored (braces, no hyphens, upper case)
+            // so that its order and its lookups match the keys'.
+            (KeyType::Uuid, _) => {
+                let hex = format!("LOWER(REPLACE(REPLACE(REPLACE({column}, '-', ''), '{{', ''), '}}', ''))");
+                let part = |start: usize, len: usize| format!("SUBSTR({hex}, {start}, {len})");
+                format!(
+                    "({} || '-' || {} || '-' || {} || '-' || {} || '-' || {}) COLLATE BINARY",
+                    part(1, 8),
+                    part(9, 4),
+                    part(13, 4),
+                    part(17, 4),
+                    part(21, 12)
+                )
+            }
         }
     }
 }
