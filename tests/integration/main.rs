@@ -6,6 +6,7 @@
 
 mod cli_check;
 mod cli_run;
+mod contract;
 mod property;
 mod regression;
 mod support;

@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod contract;
+
 use serde_json::Value;
 
 /// Exit statuses, as the README documents them.
