@@ -349,10 +349,7 @@ fn describe_config(job: &Job, side: Side) -> String {
     } else {
         &job.replica
     };
-    match &def.config {
-        crate::job::SourceConfig::Sqlite(c) => format!("sqlite {}", c.url),
-        other => format!("{} {}", other.type_name(), other.path().display()),
-    }
+    def.config.describe()
 }
 
 /// Counts and writes (or keeps for the recheck) each key group's findings.

@@ -6,6 +6,7 @@ pub mod env;
 pub mod field;
 pub mod spec;
 pub mod tolerance;
+pub mod url;
 pub mod validate;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use crate::source::FieldType;
 
 pub use field::FieldDef;
 pub use tolerance::Tolerance;
+pub use url::RedactedUrl;
 pub use validate::{load_job, load_paths};
 
 /// The current (and only) job schema version.
@@ -99,6 +101,21 @@ pub enum SourceConfig {
     Csv(CsvConfig),
     /// A JSON Lines file.
     Jsonl(JsonlConfig),
+    /// A PostgreSQL server.
+    Postgres(SqlServerConfig),
+    /// A MySQL or MariaDB server.
+    Mysql(SqlServerConfig),
+}
+
+/// A database server source (PostgreSQL, MySQL/MariaDB).
+#[derive(Clone, Debug)]
+pub struct SqlServerConfig {
+    /// The connection URL; prints with its password masked.
+    pub url: RedactedUrl,
+    /// Table (`schema.table` when a schema was given) or query.
+    pub target: SqlTarget,
+    /// Optional SQL condition applied to every read.
+    pub filter: Option<String>,
 }
 
 /// What a SQL source reads: a table, or the rows of a custom SELECT.
@@ -154,21 +171,41 @@ impl SourceConfig {
             SourceConfig::Sqlite(_) => "sqlite",
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Jsonl(_) => "jsonl",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Mysql(_) => "mysql",
         }
     }
 
-    /// The file the source reads, if it reads one.
-    pub fn path(&self) -> &Path {
+    /// The file the source reads, if it reads one (servers read none).
+    pub fn path(&self) -> Option<&Path> {
         match self {
-            SourceConfig::Sqlite(c) => &c.path,
-            SourceConfig::Csv(c) => &c.path,
-            SourceConfig::Jsonl(c) => &c.path,
+            SourceConfig::Sqlite(c) => Some(&c.path),
+            SourceConfig::Csv(c) => Some(&c.path),
+            SourceConfig::Jsonl(c) => Some(&c.path),
+            SourceConfig::Postgres(_) | SourceConfig::Mysql(_) => None,
         }
     }
 
     /// True for database sources, whose rows can change while recon reads them.
     pub fn is_sql(&self) -> bool {
-        matches!(self, SourceConfig::Sqlite(_))
+        matches!(
+            self,
+            SourceConfig::Sqlite(_) | SourceConfig::Postgres(_) | SourceConfig::Mysql(_)
+        )
+    }
+
+    /// `type location` for messages before the source is open, credentials redacted:
+    /// `csv data/o.csv`, `postgres postgres://app:****@db:5432/orders`.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::Sqlite(c) => format!("sqlite {}", c.url),
+            SourceConfig::Postgres(c) | SourceConfig::Mysql(c) => format!("{} {}", self.type_name(), c.url),
+            other => format!(
+                "{} {}",
+                other.type_name(),
+                other.path().unwrap_or(Path::new("")).display()
+            ),
+        }
     }
 }
 

@@ -43,13 +43,17 @@ pub enum SourceSpec {
     Csv(CsvSpec),
     /// `type = "jsonl"`: a JSON Lines file, one object per line.
     Jsonl(JsonlSpec),
+    /// `type = "postgres"`: a PostgreSQL table or query.
+    Postgres(ServerSpec),
+    /// `type = "mysql"`: a MySQL or MariaDB table or query.
+    Mysql(ServerSpec),
 }
 
 /// The source types recon knows of but cannot read yet.
-pub const PLANNED_SOURCE_TYPES: [&str; 3] = ["postgres", "mysql", "http"];
+pub const PLANNED_SOURCE_TYPES: [&str; 1] = ["http"];
 
 /// The source types recon reads, as written in `type = "..."`.
-pub const SOURCE_TYPES: [&str; 3] = ["sqlite", "csv", "jsonl"];
+pub const SOURCE_TYPES: [&str; 5] = ["sqlite", "csv", "jsonl", "postgres", "mysql"];
 
 /// An SQLite source.
 #[derive(Clone, Debug, Deserialize)]
@@ -62,6 +66,30 @@ pub struct SqliteSpec {
     /// A SELECT (or WITH) statement to read instead of a table; give `table` or `query`.
     pub query: Option<String>,
     /// An SQL condition applied to every read, e.g. `status <> 'draft'`.
+    #[serde(rename = "where")]
+    pub filter: Option<String>,
+    /// The key columns, one or more. Required.
+    pub key: Option<Vec<String>>,
+    /// A reference replica's own identifying columns (replica only).
+    pub row_key: Option<Vec<String>>,
+}
+
+/// A PostgreSQL or MySQL/MariaDB source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// `postgres://user:password@host:5432/db` or `mysql://user:password@host:3306/db`,
+    /// usually `"${ORDERS_DATABASE_URL}"`; TLS as the URL asks (`sslmode=require`,
+    /// `ssl-mode=REQUIRED`). The password is never printed. Required.
+    pub url: Option<String>,
+    /// The schema (PostgreSQL) or database (MySQL) holding `table`; default: the
+    /// connection's own.
+    pub schema: Option<String>,
+    /// The table to read (`table` or `schema.table`); give `table` or `query`.
+    pub table: Option<String>,
+    /// A SELECT (or WITH) statement to read instead of a table; give `table` or `query`.
+    pub query: Option<String>,
+    /// An SQL condition applied to every read, e.g. `created_at > now() - interval '30 days'`.
     #[serde(rename = "where")]
     pub filter: Option<String>,
     /// The key columns, one or more. Required.

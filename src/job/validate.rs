@@ -17,11 +17,12 @@ use crate::job::duration::parse_duration;
 use crate::job::env::{EnvProblem, expand_checked};
 use crate::job::spec::{
     CompareSpec, CsvSpec, FieldSpec, JobSpec, JsonlSpec, PLANNED_SOURCE_TYPES, ReportSpec, SOURCE_TYPES,
-    SourceSpec, SqliteSpec, ToleranceSpec,
+    ServerSpec, SourceSpec, SqliteSpec, ToleranceSpec,
 };
 use crate::job::{
-    ChangedAt, CompareSettings, CsvConfig, FieldDef, Job, JobError, JsonlConfig, Relation, ReportSettings,
-    SCHEMA_VERSION, Side, SourceConfig, SourceDef, SqlTarget, SqliteConfig, Tolerance, field_type_names,
+    ChangedAt, CompareSettings, CsvConfig, FieldDef, Job, JobError, JsonlConfig, RedactedUrl, Relation,
+    ReportSettings, SCHEMA_VERSION, Side, SourceConfig, SourceDef, SqlServerConfig, SqlTarget, SqliteConfig,
+    Tolerance, field_type_names,
 };
 use crate::source::FieldType;
 
@@ -628,7 +629,14 @@ fn unknown_key_message(name: &str, section: &[Seg], expected: &[&str]) -> String
     let place = label(section);
     let is_source = matches!(section, [Seg::Key(s)] if s == "owner" || s == "replica");
     if is_source && SQL_ONLY_KEYS.contains(&name) && !expected.contains(&name) {
-        return format!("{place}: `{name}` is only for SQL sources (type = \"sqlite\")");
+        return format!(
+            "{place}: `{name}` is only for SQL sources (type = \"sqlite\", \"postgres\" or \"mysql\")"
+        );
+    }
+    if is_source && name == "path" && expected.contains(&"schema") {
+        return format!(
+            "{place}: a database server source takes `url = \"postgres://...\"` or `\"mysql://...\"`, not `path`"
+        );
     }
     if is_source && name == "path" && expected.contains(&"url") {
         return format!("{place}: an sqlite source takes `url = \"sqlite://...\"`, not `path`");
@@ -850,6 +858,16 @@ fn source_def(
         SourceSpec::Sqlite(s) => (sqlite_config(side, s.clone(), ctx), s.key, s.row_key),
         SourceSpec::Csv(s) => (csv_config(side, s.clone(), ctx), s.key, s.row_key),
         SourceSpec::Jsonl(s) => (jsonl_config(side, s.clone(), ctx), s.key, s.row_key),
+        SourceSpec::Postgres(s) => (
+            server_config(side, Engine::Postgres, s.clone(), ctx),
+            s.key,
+            s.row_key,
+        ),
+        SourceSpec::Mysql(s) => (
+            server_config(side, Engine::Mysql, s.clone(), ctx),
+            s.key,
+            s.row_key,
+        ),
     };
     let key_cols = match key_cols {
         None => {
@@ -941,7 +959,31 @@ fn sqlite_config(side: Side, spec: SqliteSpec, ctx: &mut Ctx<'_>) -> Option<Sour
             Some(file) => path = Some(resolve(ctx, file)),
         }
     }
-    let target = match (spec.table, spec.query) {
+    let target = sql_target(side, spec.table, spec.query, ctx);
+    if spec.filter.as_deref().is_some_and(|w| w.trim().is_empty()) {
+        ctx.error(&at("where"), format!("{place}: `where` is empty"));
+    }
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(SourceConfig::Sqlite(SqliteConfig {
+        path: path?,
+        url: spec.url?,
+        target: target?,
+        filter: spec.filter,
+    }))
+}
+
+/// `table` or `query` of a SQL source, validated.
+fn sql_target(
+    side: Side,
+    table: Option<String>,
+    query: Option<String>,
+    ctx: &mut Ctx<'_>,
+) -> Option<SqlTarget> {
+    let at = |k: &str| [key(side.name()), key(k)];
+    let place = format!("[{side}]");
+    match (table, query) {
         (Some(_), Some(_)) => {
             ctx.error(
                 &at("query"),
@@ -976,19 +1018,74 @@ fn sqlite_config(side: Side, spec: SqliteSpec, ctx: &mut Ctx<'_>) -> Option<Sour
                 None
             }
         }
+    }
+}
+
+/// Which server a [`ServerSpec`] is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    Mysql,
+}
+
+fn server_config(side: Side, engine: Engine, spec: ServerSpec, ctx: &mut Ctx<'_>) -> Option<SourceConfig> {
+    let at = |k: &str| [key(side.name()), key(k)];
+    let place = format!("[{side}]");
+    let before = ctx.errors.len();
+    let (schemes, example): (&[&str], &str) = match engine {
+        Engine::Postgres => (
+            &["postgres", "postgresql"],
+            "postgres://user:password@host:5432/db",
+        ),
+        Engine::Mysql => (&["mysql", "mariadb"], "mysql://user:password@host:3306/db"),
     };
+    let mut url = None;
+    if let Some(text) = required(&spec.url, "url", side, ctx) {
+        let u = RedactedUrl::new(text);
+        if !schemes.contains(&u.scheme()) {
+            ctx.error(
+                &at("url"),
+                format!(
+                    "{place}: `url` must start with `{}://` (e.g. \"{example}\"), not {u}",
+                    schemes[0]
+                ),
+            );
+        } else {
+            url = Some(u);
+        }
+    }
+    let table = match (spec.schema, spec.table) {
+        (Some(schema), Some(table)) if table.contains('.') => {
+            ctx.error(
+                &at("schema"),
+                format!("{place}: give the schema in `schema` or in `table` (`{table}`), not both"),
+            );
+            let _ = schema;
+            None
+        }
+        (Some(schema), Some(table)) => Some(format!("{schema}.{table}")),
+        (Some(_), None) => {
+            ctx.error(&at("schema"), format!("{place}: `schema` needs `table`"));
+            None
+        }
+        (None, table) => table,
+    };
+    let target = sql_target(side, table, spec.query, ctx);
     if spec.filter.as_deref().is_some_and(|w| w.trim().is_empty()) {
         ctx.error(&at("where"), format!("{place}: `where` is empty"));
     }
     if ctx.errors.len() != before {
         return None;
     }
-    Some(SourceConfig::Sqlite(SqliteConfig {
-        path: path?,
-        url: spec.url?,
+    let config = SqlServerConfig {
+        url: url?,
         target: target?,
         filter: spec.filter,
-    }))
+    };
+    Some(match engine {
+        Engine::Postgres => SourceConfig::Postgres(config),
+        Engine::Mysql => SourceConfig::Mysql(config),
+    })
 }
 
 fn csv_config(side: Side, spec: CsvSpec, ctx: &mut Ctx<'_>) -> Option<SourceConfig> {
@@ -1440,16 +1537,19 @@ max_records = 10
         for (url, expected) in cases {
             let replica = format!("type = \"sqlite\"\nurl = \"{url}\"\ntable = \"t\"\nkey = [\"id\"]");
             let job = load(&doc("", OWNER, &replica, "")).unwrap();
-            assert_eq!(job.replica.config.path(), Path::new(expected), "{url}");
+            assert_eq!(job.replica.config.path().unwrap(), Path::new(expected), "{url}");
         }
         let owner = "type = \"jsonl\"\npath = \"/abs/o.jsonl\"\nkey = [\"id\"]";
         let job = load(&doc("", owner, REPLICA, "")).unwrap();
-        assert_eq!(job.owner.config.path(), Path::new("/abs/o.jsonl"));
+        assert_eq!(job.owner.config.path().unwrap(), Path::new("/abs/o.jsonl"));
 
         let relative = load_job_from_str(&doc("", OWNER, REPLICA, ""), Path::new("jobs/a.toml"), &env);
-        assert_eq!(relative.unwrap().owner.config.path(), Path::new("jobs/o.csv"));
+        assert_eq!(
+            relative.unwrap().owner.config.path().unwrap(),
+            Path::new("jobs/o.csv")
+        );
         let bare = load_job_from_str(&doc("", OWNER, REPLICA, ""), Path::new("a.toml"), &env);
-        assert_eq!(bare.unwrap().owner.config.path(), Path::new("o.csv"));
+        assert_eq!(bare.unwrap().owner.config.path().unwrap(), Path::new("o.csv"));
     }
 
     #[test]
@@ -1474,9 +1574,9 @@ max_records = 10
                     staleness = \"${STALE:-1m}\"";
         let job = load(&doc("name = \"n-${TABLE}\"", owner, replica, rest)).unwrap();
         assert_eq!(job.name, "n-orders_v2");
-        assert_eq!(job.owner.config.path(), Path::new("/srv/data/o.csv"));
+        assert_eq!(job.owner.config.path().unwrap(), Path::new("/srv/data/o.csv"));
         assert_eq!(job.owner.key, ["id"]);
-        assert_eq!(job.replica.config.path(), Path::new("/jobs/r.db"));
+        assert_eq!(job.replica.config.path().unwrap(), Path::new("/jobs/r.db"));
         let SourceConfig::Sqlite(db) = &job.replica.config else {
             panic!()
         };
@@ -1501,6 +1601,82 @@ max_records = 10
         );
         assert_eq!(errs[0].location, Some((4, 8)));
         assert_eq!(errs[0].path, Path::new("/jobs/orders.toml"));
+    }
+
+    #[test]
+    fn server_sources_keep_their_url_and_redact_it() {
+        let o = "type = \"postgres\"\nurl = \"${PG_URL}\"\nschema = \"sales\"\ntable = \"orders\"\n\
+                 where = \"id > 0\"\nkey = [\"id\"]";
+        let r = "type = \"mysql\"\nurl = \"mysql://root:hunter2@db:3307/rep\"\nquery = \"SELECT * FROM o\"\nkey = [\"id\"]";
+        let text = doc("", o, r, "");
+        let job = load_job_from_str(&text, Path::new("/jobs/x.toml"), &|n: &str| {
+            (n == "PG_URL").then(|| "postgres://app:s3cret@pg:5432/orders".to_string())
+        })
+        .unwrap();
+        let SourceConfig::Postgres(pg) = &job.owner.config else {
+            panic!("owner is not postgres: {:?}", job.owner)
+        };
+        assert_eq!(pg.url.expose(), "postgres://app:s3cret@pg:5432/orders");
+        assert_eq!(pg.target, SqlTarget::Table("sales.orders".into()));
+        assert_eq!(pg.filter.as_deref(), Some("id > 0"));
+        assert_eq!(
+            job.owner.config.describe(),
+            "postgres postgres://app:****@pg:5432/orders"
+        );
+        assert_eq!(job.owner.config.path(), None);
+        assert!(job.compare.recheck, "a server side turns recheck on");
+        let SourceConfig::Mysql(my) = &job.replica.config else {
+            panic!("replica is not mysql")
+        };
+        assert_eq!(my.target, SqlTarget::Query("SELECT * FROM o".into()));
+        let debug = format!("{job:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn bad_server_sources_are_reported_in_our_words() {
+        let o = OWNER;
+        let pg = "type = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\ntable = \"orders\"\nkey = [\"id\"]\n";
+        let cases: Vec<(String, &str)> = vec![
+            (
+                doc("", o, &pg.replace("postgres://", "mysql://"), ""),
+                "[replica]: `url` must start with `postgres://` (e.g. \"postgres://user:password@host:5432/db\"), not mysql://u:****@h/db",
+            ),
+            (
+                doc("", o, &pg.replace("type = \"postgres\"", "type = \"mysql\""), ""),
+                "[replica]: `url` must start with `mysql://`",
+            ),
+            (
+                doc("", o, &format!("{pg}schema = \"s\""), "").replace("\"orders\"", "\"a.orders\""),
+                "[replica]: give the schema in `schema` or in `table` (`a.orders`), not both",
+            ),
+            (
+                doc("", o, &pg.replace("table = \"orders\"", "schema = \"s\""), ""),
+                "[replica]: `schema` needs `table`",
+            ),
+            (
+                doc("", o, &format!("{pg}query = \"SELECT 1\""), ""),
+                "[replica]: give either `table` or `query`, not both",
+            ),
+            (
+                doc("", o, &format!("{pg}where = \" \""), ""),
+                "[replica]: `where` is empty",
+            ),
+            (
+                doc("", o, &pg.replace("url", "path"), ""),
+                "[replica]: a database server source takes `url",
+            ),
+        ];
+        for (text, expected) in cases {
+            let errs = errors(&text);
+            assert!(
+                errs.iter().any(|e| e.message.starts_with(expected)),
+                "expected {expected:?}, got {:?}",
+                errs.iter().map(|e| &e.message).collect::<Vec<_>>()
+            );
+            let all = format!("{errs:?}");
+            assert!(!all.contains(":pw@"), "password leaked: {all}");
+        }
     }
 
     #[test]
@@ -1539,15 +1715,15 @@ max_records = 10
             ),
             (
                 doc("", &o.replace("csv\"", "sqllite\""), r, ""),
-                "[owner]: unknown source type `sqllite`; did you mean `sqlite`? (expected one of sqlite, csv, jsonl)",
+                "[owner]: unknown source type `sqllite`; did you mean `sqlite`? (expected one of sqlite, csv, jsonl, postgres, mysql)",
             ),
             (
-                doc("", o, &r.replace("sqlite\"", "postgres\""), ""),
-                "[replica]: source type `postgres` is not supported yet (expected one of sqlite, csv, jsonl)",
+                doc("", o, &r.replace("sqlite\"", "http\""), ""),
+                "[replica]: source type `http` is not supported yet (expected one of sqlite, csv, jsonl, postgres, mysql)",
             ),
             (
                 doc("", "path = \"o.csv\"\nkey = [\"id\"]", r, ""),
-                "[owner]: missing required key `type` (one of sqlite, csv, jsonl)",
+                "[owner]: missing required key `type` (one of sqlite, csv, jsonl, postgres, mysql)",
             ),
             (
                 doc("relation = \"mirorr\"", o, r, ""),
@@ -1874,7 +2050,10 @@ max_records = 10
         let jobs = load_paths(&[dir.path().join("jobs"), single.clone()]).unwrap();
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "single"]);
-        assert_eq!(jobs[0].owner.config.path(), dir.path().join("jobs/o.csv"));
+        assert_eq!(
+            jobs[0].owner.config.path().unwrap(),
+            dir.path().join("jobs/o.csv")
+        );
 
         let missing = dir.path().join("nope.toml");
         let errs = load_paths(&[missing.clone(), dir.path().join("empty")]).unwrap_err();
@@ -1913,7 +2092,7 @@ max_records = 10
         .unwrap();
         let job = load_job_with_env(&path, &env).unwrap();
         assert_eq!(job.name, "env-job");
-        assert_eq!(job.owner.config.path(), Path::new("/srv/data/o.csv"));
+        assert_eq!(job.owner.config.path().unwrap(), Path::new("/srv/data/o.csv"));
         let errs = load_job(&dir.path().join("absent.toml")).unwrap_err();
         assert!(errs[0].message.starts_with("cannot read job file: "), "{errs:?}");
     }

@@ -1,5 +1,5 @@
-//! The `Source` seam: what every backend (SQLite, CSV, JSON Lines; later PostgreSQL,
-//! MySQL, HTTP) must do, the shared row types, and `open`, the one way to build a source
+//! The `Source` seam: what every backend (SQLite, CSV, JSON Lines, PostgreSQL,
+//! MySQL; later HTTP) must do, the shared row types, and `open`, the one way to build a source
 //! from a job. Backends live in their own files; normalization does not live here.
 
 pub mod file;
@@ -121,5 +121,7 @@ pub async fn open(def: &SourceDef) -> Result<Box<dyn Source>, SourceError> {
         SourceConfig::Sqlite(config) => Ok(Box::new(sql::sqlite::SqliteSource::open(config).await?)),
         SourceConfig::Csv(config) => Ok(Box::new(file::csv::CsvSource::open(config)?)),
         SourceConfig::Jsonl(config) => Ok(Box::new(file::jsonl::JsonlSource::open(config)?)),
+        SourceConfig::Postgres(config) => Ok(Box::new(sql::postgres::PostgresSource::open(config).await?)),
+        SourceConfig::Mysql(config) => Ok(Box::new(sql::mysql::MysqlSource::open(config).await?)),
     }
 }

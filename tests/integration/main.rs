@@ -7,6 +7,7 @@
 mod cli_check;
 mod cli_run;
 mod contract;
+mod databases;
 mod property;
 mod regression;
 mod support;

@@ -7,6 +7,9 @@
 //! the job as written is a custom `query` and the `where` filter, which are the job's own
 //! SQL by design.
 
+pub mod mysql;
+pub mod postgres;
+pub mod server;
 pub mod sqlite;
 
 use std::collections::VecDeque;
@@ -39,6 +42,13 @@ pub trait Dialect {
     /// UUIDs lower-cased byte-wise). `cast` is true when the column is not stored as the
     /// key type (a text column holding integer keys) and must be converted first.
     fn key_expr(&self, column: &str, ty: KeyType, cast: bool) -> String;
+
+    /// The expression a column is read through: `column` is already quoted, `name` is
+    /// the column's name. By default the column itself; server dialects cast to text so
+    /// that every value arrives in one exact, easily decoded form.
+    fn select_expr(&self, column: &str, _name: &str) -> String {
+        column.to_owned()
+    }
 
     /// Quotes a single identifier (a column).
     fn quote_name(&self, name: &str) -> String {
@@ -142,7 +152,7 @@ impl<D: Dialect> KeysetQuery<D> {
             .iter()
             .map(|k| k.name.as_str())
             .chain(columns.iter().map(String::as_str))
-            .map(|c| dialect.quote_name(c))
+            .map(|c| dialect.select_expr(&dialect.quote_name(c), c))
             .collect::<Vec<_>>()
             .join(", ");
         let from = source_sql(&dialect, target);

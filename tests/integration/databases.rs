@@ -1,0 +1,444 @@
+//! PostgreSQL and MySQL/MariaDB sources against live servers.
+//!
+//! The servers come from `RECON_TEST_POSTGRES_URL` and `RECON_TEST_MYSQL_URL`; without
+//! them each test prints "skipped: ..." and passes, unless `RECON_REQUIRE_DATABASES=1`
+//! (set by `.ci/run`), which turns every skip into a failure. Each test works in its own
+//! uniquely named PostgreSQL schema and MySQL database, dropped when it ends, so tests
+//! run in parallel.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::support::*;
+
+/// The server URL in `var`, or `None` after printing why the test is skipped.
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("RECON_REQUIRE_DATABASES").as_deref() == Ok("1") {
+                panic!("{var} is not set, and RECON_REQUIRE_DATABASES=1 forbids skipping");
+            }
+            eprintln!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
+/// Both server URLs, or `None` (skipped) when either is missing.
+fn both_servers() -> Option<(String, String)> {
+    let pg = server_url("RECON_TEST_POSTGRES_URL");
+    let my = server_url("RECON_TEST_MYSQL_URL");
+    Some((pg?, my?))
+}
+
+/// A name no other test (or test run) uses: `recon_<tag>_<pid>_<n>`.
+fn unique(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "recon_{tag}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// Runs statements on PostgreSQL, in order.
+fn pg_exec(url: &str, statements: &[String]) {
+    block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to PostgreSQL");
+        for s in statements {
+            sqlx::raw_sql(s)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL statement failed: {s}: {e}"));
+        }
+        let _ = conn.close().await;
+    });
+}
+
+/// Runs statements on MySQL, in order.
+fn my_exec(url: &str, statements: &[String]) {
+    block_on(async {
+        let mut conn = sqlx::MySqlConnection::connect(url)
+            .await
+            .expect("connect to MySQL");
+        for s in statements {
+            sqlx::raw_sql(s)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("MySQL statement failed: {s}: {e}"));
+        }
+        let _ = conn.close().await;
+    });
+}
+
+/// A PostgreSQL schema of its own, dropped when the test ends.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn new(url: &str, tag: &str) -> PgSchema {
+        let name = unique(tag);
+        pg_exec(url, &[format!("CREATE SCHEMA {name}")]);
+        PgSchema {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    fn exec(&self, statements: &[&str]) {
+        let all: Vec<String> = std::iter::once(format!("SET search_path TO {}", self.name))
+            .chain(statements.iter().map(|s| (*s).to_owned()))
+            .collect();
+        pg_exec(&self.url, &all);
+    }
+
+    /// The `[owner]`/`[replica]` body for `table` keyed by `key`.
+    fn source(&self, table: &str, key: &str) -> String {
+        format!(
+            "type = \"postgres\"\nurl = \"${{RECON_TEST_POSTGRES_URL}}\"\nschema = \"{}\"\ntable = \"{table}\"\nkey = {key}",
+            self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        pg_exec(
+            &self.url,
+            &[format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)],
+        );
+    }
+}
+
+/// A MySQL database of its own, dropped when the test ends.
+struct MyDatabase {
+    url: String,
+    name: String,
+}
+
+impl MyDatabase {
+    fn new(url: &str, tag: &str) -> MyDatabase {
+        let name = unique(tag);
+        my_exec(
+            url,
+            &[format!(
+                "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            )],
+        );
+        MyDatabase {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    fn exec(&self, statements: &[&str]) {
+        let all: Vec<String> = std::iter::once(format!("USE {}", self.name))
+            .chain(statements.iter().map(|s| (*s).to_owned()))
+            .collect();
+        my_exec(&self.url, &all);
+    }
+
+    fn source(&self, table: &str, key: &str) -> String {
+        format!(
+            "type = \"mysql\"\nurl = \"${{RECON_TEST_MYSQL_URL}}\"\nschema = \"{}\"\ntable = \"{table}\"\nkey = {key}",
+            self.name
+        )
+    }
+}
+
+impl Drop for MyDatabase {
+    fn drop(&mut self) {
+        my_exec(&self.url, &[format!("DROP DATABASE IF EXISTS {}", self.name)]);
+    }
+}
+
+fn job(owner: &str, replica: &str, extra: &str) -> String {
+    format!("name = \"db\"\n\n[owner]\n{owner}\n\n[replica]\n{replica}\n\n{extra}")
+}
+
+const PG_TYPES: &str = "CREATE TABLE t (id integer PRIMARY KEY, amount numeric(12,2), \
+     at timestamptz, flag boolean, ref uuid, doc jsonb, label text, code char(6), \
+     raw bytea, day date, clock time, ratio double precision, big bigint)";
+
+const MY_TYPES: &str = "CREATE TABLE t (id int PRIMARY KEY, amount DECIMAL(12,2), \
+     at DATETIME(6), flag tinyint(1), ref char(36), doc JSON, \
+     label varchar(100) CHARACTER SET utf8mb4, code char(6), raw varbinary(20), day date, \
+     clock time(6), ratio double, big bigint)";
+
+/// The same rows in each engine's spelling: timestamps as one UTC instant (PostgreSQL
+/// given in +02:00), JSON with other key order and spacing, 4-byte emoji, accents, CJK.
+const PG_ROWS: &str = "INSERT INTO t VALUES \
+     (1, 1.50, '2024-03-01 14:30:00.123456+02', true, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', \
+      '{\"a\": 1, \"b\": [1, 2], \"c\": {\"x\": null}}', 'héllo 😀 中文', 'ab', '\\x00ff10', \
+      '2024-02-29', '23:59:59.5', 0.1, 9007199254740993), \
+     (2, NULL, NULL, false, NULL, NULL, '', NULL, NULL, NULL, NULL, -0.0, NULL), \
+     (3, 12345678.90, '1999-12-31 23:59:59+00', true, 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', \
+      '[1, 2.0, \"x\"]', 'Ωmega ñandú 日本語', 'xyz', '', '1999-12-31', '00:00:00', 1e300, -1), \
+     (4, -0.01, '2024-01-01 00:00:00+00', false, 'c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13', \
+      '\"text\"', 'tail', 'x', '\\x41', '2000-01-01', '12:00:00', 2.5, 0)";
+
+const MY_ROWS: &str = "INSERT INTO t VALUES \
+     (1, 1.5, '2024-03-01 12:30:00.123456', 1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', \
+      '{\"c\":{\"x\":null},\"b\":[1,2],\"a\":1.0}', 'héllo 😀 中文', 'ab', 0x00ff10, \
+      '2024-02-29', '23:59:59.500000', 0.1, 9007199254740993), \
+     (2, NULL, NULL, 0, NULL, NULL, '', NULL, NULL, NULL, NULL, 0, NULL), \
+     (3, 12345678.9, '1999-12-31 23:59:59', 1, 'B0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12', \
+      '[1,2,\"x\"]', 'Ωmega ñandú 日本語', 'xyz', '', '1999-12-31', '00:00:00', 1e300, -1), \
+     (4, -0.01, '2024-01-01 00:00:00', 0, 'c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13', \
+      '\"text\"', 'tail', 'x', 0x41, '2000-01-01', '12:00:00', 2.5, 0)";
+
+/// Sets up the typed table on both servers; returns them with the job's sources.
+fn typed_tables(pg_url: &str, my_url: &str, tag: &str) -> (PgSchema, MyDatabase) {
+    let pg = PgSchema::new(pg_url, tag);
+    pg.exec(&[PG_TYPES, PG_ROWS]);
+    let my = MyDatabase::new(my_url, tag);
+    my.exec(&[MY_TYPES, MY_ROWS]);
+    (pg, my)
+}
+
+fn assert_consistent(w: &Workdir, out: &std::process::Output) {
+    assert_exit(out, EXIT_CONSISTENT);
+    assert_eq!(w.findings("db"), BTreeSet::new());
+}
+
+#[test]
+fn postgres_owner_and_mysql_replica_with_equal_data_are_consistent() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let (pg, my) = typed_tables(&pg_url, &my_url, "eq");
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(&pg.source("t", "[\"id\"]"), &my.source("t", "[\"id\"]"), ""),
+    );
+    let out = w.run_job("job.toml");
+    assert_consistent(&w, &out);
+    assert_eq!(w.summary("db")["owner_rows"], json!(4));
+    assert_eq!(w.summary("db")["replica_rows"], json!(4));
+}
+
+#[test]
+fn mysql_owner_and_postgres_replica_with_equal_data_are_consistent() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let (pg, my) = typed_tables(&pg_url, &my_url, "rev");
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &my.source("t", "[\"id\"]"),
+            &pg.source("t", "[\"id\"]"),
+            "[compare]\npage_size = 2\n",
+        ),
+    );
+    let out = w.run_job("job.toml");
+    assert_consistent(&w, &out);
+}
+
+#[test]
+fn injected_differences_across_engines_are_found_exactly() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let (pg, my) = typed_tables(&pg_url, &my_url, "diff");
+    my.exec(&[
+        "UPDATE t SET label = 'tail ' WHERE id = 4",
+        "UPDATE t SET amount = 1.51 WHERE id = 1",
+        "UPDATE t SET at = '1999-12-31 23:59:59.000001' WHERE id = 3",
+        "UPDATE t SET flag = 0 WHERE id = 3",
+        "UPDATE t SET doc = '{\"a\": 1, \"b\": [2, 1], \"c\": {\"x\": null}}' WHERE id = 1",
+        "UPDATE t SET ref = 'c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a14' WHERE id = 4",
+        "UPDATE t SET raw = 0x42 WHERE id = 4",
+        "UPDATE t SET label = 'Ωmega ñandu 日本語' WHERE id = 3",
+        "DELETE FROM t WHERE id = 2",
+        "INSERT INTO t (id, label) VALUES (5, 'extra')",
+    ]);
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(&pg.source("t", "[\"id\"]"), &my.source("t", "[\"id\"]"), ""),
+    );
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let m = |id: i64, field: &str| finding("mismatch", json!({"id": id}), Some(field));
+    let expected: BTreeSet<Finding> = [
+        m(4, "label"),
+        m(1, "amount"),
+        m(3, "at"),
+        m(1, "doc"),
+        m(4, "ref"),
+        m(4, "raw"),
+        m(3, "label"),
+        m(3, "flag"),
+        finding("missing_in_replica", json!({"id": 2}), None),
+        finding("missing_in_owner", json!({"id": 5}), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("db"), expected);
+}
+
+#[test]
+fn composite_text_keys_with_mixed_case_and_non_ascii_merge_across_engines() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let pg = PgSchema::new(&pg_url, "ckey");
+    let my = MyDatabase::new(&my_url, "ckey");
+    let rows = "('us', 'zebra', 5), ('eu', 'Äpfel', 1), ('EU', 'äpfel', 2), ('us', 'Ωmega', 6), \
+                ('eu', 'apfel', 3), ('us', 'Zebra', 4), ('us', 'ñandú', 7), ('eu', '日本', 8), \
+                ('eu', 'z😀', 9), ('eu', 'zz', 10), ('us', 'k ', 11), ('US', 'a', 12)";
+    pg.exec(&[
+        "CREATE TABLE t (region text, code text, qty integer, PRIMARY KEY (region, code))",
+        &format!("INSERT INTO t VALUES {rows}"),
+    ]);
+    my.exec(&[
+        "CREATE TABLE t (region varchar(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, \
+         code varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, qty int, PRIMARY KEY (region, code))",
+        &format!("INSERT INTO t VALUES {rows}"),
+        "UPDATE t SET qty = 20 WHERE region = 'EU' AND code = 'äpfel'",
+        "DELETE FROM t WHERE region = 'us' AND code = 'Ωmega'",
+        "INSERT INTO t VALUES ('eu', 'Apfel', 9)",
+    ]);
+    let key = "[\"region\", \"code\"]";
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &pg.source("t", key),
+            &my.source("t", key),
+            "[compare]\npage_size = 2\n",
+        ),
+    );
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let expected: BTreeSet<Finding> = [
+        finding("mismatch", json!({"region": "EU", "code": "äpfel"}), Some("qty")),
+        finding(
+            "missing_in_replica",
+            json!({"region": "us", "code": "Ωmega"}),
+            None,
+        ),
+        finding("missing_in_owner", json!({"region": "eu", "code": "Apfel"}), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("db"), expected);
+    assert_eq!(w.summary("db")["owner_rows"], json!(12));
+}
+
+#[test]
+fn a_20k_row_table_pages_with_page_size_500() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let pg = PgSchema::new(&pg_url, "big");
+    pg.exec(&[
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text, amount numeric(14,4))",
+        "INSERT INTO t SELECT n, 'name ' || n, n / 7.0 FROM generate_series(1, 20000) AS n",
+    ]);
+    let my = MyDatabase::new(&my_url, "big");
+    let mut statements =
+        vec!["CREATE TABLE t (id bigint PRIMARY KEY, name varchar(40), amount decimal(14,4))".to_owned()];
+    for chunk in 0..20 {
+        let values: Vec<String> = (chunk * 1000 + 1..=chunk * 1000 + 1000)
+            .map(|n| format!("({n}, 'name {n}', ROUND({n} / 7.0, 4))"))
+            .collect();
+        statements.push(format!("INSERT INTO t VALUES {}", values.join(", ")));
+    }
+    statements.push("UPDATE t SET name = 'changed' WHERE id IN (500, 501, 19999)".to_owned());
+    statements.push("DELETE FROM t WHERE id = 10000".to_owned());
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    my.exec(&refs);
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &pg.source("t", "[\"id\"]"),
+            &my.source("t", "[\"id\"]"),
+            "[compare]\npage_size = 500\n",
+        ),
+    );
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let expected: BTreeSet<Finding> = [
+        finding("mismatch", json!({"id": 500}), Some("name")),
+        finding("mismatch", json!({"id": 501}), Some("name")),
+        finding("mismatch", json!({"id": 19999}), Some("name")),
+        finding("missing_in_replica", json!({"id": 10000}), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("db"), expected);
+    assert_eq!(w.summary("db")["owner_rows"], json!(20000));
+    assert_eq!(w.summary("db")["replica_rows"], json!(19999));
+}
+
+#[test]
+fn connection_failures_name_host_and_port_and_never_the_password() {
+    let Some((_pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let secret = "Sup3rS3cretPw";
+    let w = Workdir::new();
+    // Nothing listens on port 1; the MySQL server refuses the wrong password.
+    let wrong_password = my_url.replacen("://root@", &format!("://root:{secret}@"), 1);
+    w.write(
+        "job.toml",
+        job(
+            &format!(
+                "type = \"postgres\"\nurl = \"postgres://app:{secret}@127.0.0.1:1/db\"\ntable = \"t\"\nkey = [\"id\"]"
+            ),
+            &format!("type = \"mysql\"\nurl = \"{wrong_password}\"\ntable = \"t\"\nkey = [\"id\"]"),
+            "",
+        ),
+    );
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_FAILED);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("cannot connect to 127.0.0.1:1"), "{text}");
+    assert!(text.contains("postgres://app:****@127.0.0.1:1/db"), "{text}");
+    let mut everything = text.clone();
+    for entry in walk(&w.join("out")) {
+        everything.push_str(&std::fs::read_to_string(entry).unwrap_or_default());
+    }
+    assert!(!everything.contains(secret), "the password leaked: {everything}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
