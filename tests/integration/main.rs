@@ -8,6 +8,8 @@ mod cli_check;
 mod cli_run;
 mod contract;
 mod databases;
+mod db_resilience;
+mod db_types;
 mod property;
 mod regression;
 mod support;

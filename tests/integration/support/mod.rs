@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod contract;
+pub mod db;
 
 use serde_json::Value;
 

@@ -1,0 +1,1 @@
+//! Database sources that lose their connection mid-run: retried, resumed, or failed cleanly.

@@ -1,0 +1,1 @@
+//! Every common column type on PostgreSQL and MySQL/MariaDB, compared across engines.
