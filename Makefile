@@ -3,7 +3,7 @@
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help demo test lint fmt build fixtures
+.PHONY: help demo test test-db services lint fmt build fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,12 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test
 endif
+
+services: ## Install (if missing) and start PostgreSQL and MariaDB for the database tests; prints the exports
+	@bash .ci/services.sh
+
+test-db: ## Run the whole test suite with the database tests required (starts the servers first)
+	. .ci/services.sh && $(MAKE) --no-print-directory test
 
 lint: ## Check formatting and clippy with warnings denied (as CI does)
 	$(CARGO) fmt --check

@@ -169,6 +169,60 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
     JobOutcome { summary, report_dir }
 }
 
+/// A problem `recon check --connect` found in one job, naming the job, side and source.
+#[derive(Debug)]
+pub struct SourceProblem {
+    /// True when a source could not be reached at all (a run would fail, status 3);
+    /// false when the job does not fit the data (a definition problem, status 2).
+    pub unreachable: bool,
+    /// The message, credentials redacted.
+    pub message: String,
+}
+
+/// Connects to both sources of a job and checks that its table or query, every key and
+/// field column exist and that each field's two columns have comparable types, without
+/// reading any rows. Returns every problem found.
+pub async fn check_sources(job: &Job) -> Vec<SourceProblem> {
+    let (owner, replica) = tokio::join!(source::open(&job.owner), source::open(&job.replica));
+    let mut problems = Vec::new();
+    let mut opened = Vec::new();
+    for (side, result) in [(Side::Owner, owner), (Side::Replica, replica)] {
+        match result {
+            Ok(source) => opened.push((side, source)),
+            Err(e) => problems.push(SourceProblem {
+                unreachable: matches!(e, source::SourceError::Open(_)),
+                message: Described {
+                    side,
+                    description: describe_config(job, side),
+                }
+                .fail(job, e)
+                .to_string(),
+            }),
+        }
+    }
+    let [(_, owner), (_, replica)] = match <[_; 2]>::try_from(opened) {
+        Ok(both) => both,
+        Err(_) => return problems,
+    };
+    let described = |side: Side| Described {
+        side,
+        description: if side == Side::Owner {
+            owner.describe()
+        } else {
+            replica.describe()
+        },
+    };
+    let found = match resolve(job, owner.columns(), replica.columns(), 0, Utc::now()) {
+        Ok(plan) => plan.incomparable,
+        Err(found) => found,
+    };
+    problems.extend(found.into_iter().map(|(side, message)| SourceProblem {
+        unreachable: false,
+        message: described(side).fail(job, message).to_string(),
+    }));
+    problems
+}
+
 fn fail_summary(job: &Job, summary: &mut Summary, failure: JobFailure) {
     warn!(job = %job.name, error = %failure, "Job failed.");
     summary.status = Status::Failed;
@@ -220,7 +274,12 @@ impl JobRun<'_> {
             self.options.memory_budget,
             self.started_at,
         )
-        .map_err(|(side, message)| {
+        .map_err(|problems| {
+            // A run stops at the first problem; `recon check --connect` lists them all.
+            let (side, message) = problems
+                .into_iter()
+                .next()
+                .unwrap_or((Side::Owner, String::new()));
             let described = if side == Side::Owner {
                 &owner_side
             } else {
@@ -228,6 +287,9 @@ impl JobRun<'_> {
             };
             described.fail(job, message)
         })?;
+        for (_, message) in &plan.incomparable {
+            warn!(job = %job.name, "{message}");
+        }
         self.tally = Tally::new(plan.compare.fields.len());
         self.summary.field_mismatches = FieldCounts::default();
         reports.begin(&plan.header).map_err(|e| fail_job(job, e))?;
@@ -452,6 +514,9 @@ struct Plan {
     replica_scan: ScanSpec,
     compare: ComparePlan,
     header: ReportHeader,
+    /// Fields whose two columns declare types no value of one can equal a value of the
+    /// other in (a uuid against a date): a run still compares them, `check` refuses them.
+    incomparable: Vec<Problem>,
 }
 
 fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
@@ -474,6 +539,11 @@ fn require<'c>(
     })
 }
 
+/// The column found, or `None` after adding the problem to `problems`.
+fn noted(problems: &mut Vec<Problem>, found: Result<&Column, Problem>) -> Option<Column> {
+    found.map_err(|p| problems.push(p)).ok().cloned()
+}
+
 /// Adds `name` to a scan's columns once; returns its index.
 fn project(columns: &mut Vec<String>, name: &str) -> usize {
     match columns.iter().position(|c| c == name) {
@@ -485,20 +555,24 @@ fn project(columns: &mut Vec<String>, name: &str) -> usize {
     }
 }
 
+/// A problem found while resolving a job against its sources' columns.
+type Problem = (Side, String);
+
 fn resolve(
     job: &Job,
     owner_columns: &[Column],
     replica_columns: &[Column],
     memory_budget: usize,
     started_at: DateTime<Utc>,
-) -> Result<Plan, (Side, String)> {
+) -> Result<Plan, Vec<Problem>> {
+    let mut problems: Vec<Problem> = Vec::new();
     let sides = [
         (Side::Owner, owner_columns, &job.owner),
         (Side::Replica, replica_columns, &job.replica),
     ];
     for (side, columns, def) in sides {
         for name in def.key.iter().chain(&def.row_key) {
-            require(side, columns, name, "key ")?;
+            noted(&mut problems, require(side, columns, name, "key "));
         }
     }
     let key_types: Vec<KeyType> = job
@@ -534,10 +608,32 @@ fn resolve(
     let mut owner_cols = Vec::new();
     let mut replica_cols = Vec::new();
     let mut fields = Vec::new();
+    let mut incomparable = Vec::new();
     for def in &field_defs {
         let what = format!("field `{}`: ", def.owner);
-        let owner_col = require(Side::Owner, owner_columns, &def.owner, &what)?;
-        let replica_col = require(Side::Replica, replica_columns, &def.replica, &what)?;
+        let owner_col = noted(
+            &mut problems,
+            require(Side::Owner, owner_columns, &def.owner, &what),
+        );
+        let replica_col = noted(
+            &mut problems,
+            require(Side::Replica, replica_columns, &def.replica, &what),
+        );
+        let (Some(owner_col), Some(replica_col)) = (owner_col, replica_col) else {
+            continue;
+        };
+        if let (None, Some(o), Some(r)) = (def.ty, owner_col.declared, replica_col.declared)
+            && !comparable(o, r)
+        {
+            incomparable.push((
+                Side::Replica,
+                format!(
+                    "field `{}`: the owner column is {o} and the replica column `{}` is {r}, \
+                     which cannot be compared (set the field's `type` to compare them as one type)",
+                    def.owner, def.replica
+                ),
+            ));
+        }
         let declared = FieldType::more_specific(owner_col.declared, replica_col.declared);
         // A tolerance says what the values are when the sources only know them as text.
         let implied = match def.tolerance {
@@ -558,7 +654,8 @@ fn resolve(
                 "field `{}`: its tolerance does not apply to a {ty} field",
                 def.owner
             );
-            return Err((Side::Owner, message));
+            problems.push((Side::Owner, message));
+            continue;
         }
         fields.push(CompareField {
             name: def.owner.clone(),
@@ -576,10 +673,22 @@ fn resolve(
 
     let (mut owner_changed_at, mut replica_changed_at) = (None, None);
     if let Some(changed) = &job.compare.changed_at {
-        require(Side::Owner, owner_columns, &changed.owner, "changed_at ")?;
-        require(Side::Replica, replica_columns, &changed.replica, "changed_at ")?;
-        owner_changed_at = Some(project(&mut owner_cols, &changed.owner));
-        replica_changed_at = Some(project(&mut replica_cols, &changed.replica));
+        let owner = noted(
+            &mut problems,
+            require(Side::Owner, owner_columns, &changed.owner, "changed_at "),
+        );
+        let replica = noted(
+            &mut problems,
+            require(Side::Replica, replica_columns, &changed.replica, "changed_at "),
+        );
+        if owner.is_some() && replica.is_some() {
+            owner_changed_at = Some(project(&mut owner_cols, &changed.owner));
+            replica_changed_at = Some(project(&mut replica_cols, &changed.replica));
+        }
+    }
+    if !problems.is_empty() {
+        problems.extend(incomparable);
+        return Err(problems);
     }
     let replica_key_cols: Vec<usize> = job
         .replica
@@ -631,7 +740,27 @@ fn resolve(
             replica_key_cols,
         },
         header,
+        incomparable,
     })
+}
+
+/// Whether values of two declared column types can ever be equal. Text and bytes hold
+/// anything; numbers, booleans, timestamps (as epoch seconds) and JSON meet each other.
+fn comparable(a: FieldType, b: FieldType) -> bool {
+    use FieldType::*;
+    let clock = |t| matches!(t, Date | Time | Timestamp);
+    let numeric = |t| matches!(t, Integer | Float | Decimal | Bool);
+    if a == b || matches!(a, Text | Bytes) || matches!(b, Text | Bytes) {
+        return true;
+    }
+    match (a, b) {
+        (Uuid, _) | (_, Uuid) => false,
+        (Time, Date | Timestamp) | (Date | Timestamp, Time) => false,
+        (Date | Time, x) | (x, Date | Time) if !clock(x) => false,
+        (Timestamp, x) | (x, Timestamp) => clock(x) || matches!(x, Integer | Float | Decimal),
+        (Json, x) | (x, Json) => numeric(x),
+        _ => numeric(a) && numeric(b),
+    }
 }
 
 /// The default report folder name: the run's start as a compact UTC timestamp.

@@ -283,3 +283,137 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Runs `recon` in `w` with extra environment variables.
+fn run_with_env(w: &Workdir, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_recon"));
+    command.args(args).current_dir(w.path()).env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("start recon")
+}
+
+#[test]
+fn example_jobs_find_exactly_their_planted_drift() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("read setup script");
+    pg_exec(&pg_url, &[read("jobs/postgres/setup.sql")]);
+    my_exec(&my_url, &[read("jobs/mysql/setup.sql")]);
+    let w = Workdir::new();
+    let jobs = [root.join("jobs/postgres"), root.join("jobs/mysql")];
+    let env = [
+        ("ORDERS_DATABASE_URL", pg_url.as_str()),
+        ("REPORTING_DATABASE_URL", my_url.as_str()),
+    ];
+    let args = |cmd: &'static str| -> Vec<String> {
+        let mut a = vec![cmd.to_owned()];
+        a.extend(jobs.iter().map(|j| j.display().to_string()));
+        a
+    };
+    let check: Vec<String> = [args("check"), vec!["--connect".into()]].concat();
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    let out = run_with_env(&w, &check, &env);
+    assert_exit(&out, EXIT_CONSISTENT);
+
+    let run: Vec<String> = [args("run"), vec!["--out".into(), "out".into()]].concat();
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let out = run_with_env(&w, &run, &env);
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let id = |n: i64| json!({ "id": n });
+    let m = |n: i64, f: &str| finding("mismatch", id(n), Some(f));
+    let expected: BTreeSet<Finding> = [
+        finding("missing_in_replica", id(17), None),
+        m(42, "status"),
+        m(512, "amount"),
+        m(777, "attributes"),
+        finding("missing_in_owner", id(1001), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("pg-orders-mirror"), expected);
+    let expected: BTreeSet<Finding> = [
+        m(250, "amount"),
+        m(333, "updated_at"),
+        finding("missing_in_replica", id(600), None),
+        m(901, "currency"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("mysql-orders-read-model"), expected);
+    let key = |w: &str, s: &str| json!({ "warehouse": w, "sku": s });
+    let expected: BTreeSet<Finding> = [
+        finding("mismatch", key("BER", "sku-100"), Some("on_hand")),
+        finding("mismatch", key("MAD", "SKU-300"), Some("counted")),
+        finding("missing_in_replica", key("LIS", "SKU-100"), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("mysql-inventory-snapshot"), expected);
+}
+
+#[test]
+fn check_connect_lists_every_problem_without_reading_rows() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let pg = PgSchema::new(&pg_url, "chk");
+    pg.exec(&["CREATE TABLE t (id integer PRIMARY KEY, ref uuid, day date, label text)"]);
+    let my = MyDatabase::new(&my_url, "chk");
+    my.exec(&["CREATE TABLE t (id int PRIMARY KEY, ref int, day date)"]);
+    let w = Workdir::new();
+    let fields = "[[fields]]\nname = \"ref\"\n[[fields]]\nname = \"day\"\n[[fields]]\nname = \"label\"\n\
+                  [[fields]]\nname = \"gone\"\n";
+    w.write(
+        "job.toml",
+        job(&pg.source("t", "[\"id\"]"), &my.source("t", "[\"id\"]"), fields),
+    );
+    let out = w.run(&["check", "--connect", "job.toml"]);
+    assert_exit(&out, EXIT_USAGE);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("owner postgres") && l.contains("field `gone`: column `gone` not found")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("replica mysql") && l.contains("field `label`: column `label` not found")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("field `ref`: the owner column is uuid and the replica column `ref` is integer")),
+        "{err}"
+    );
+    assert_eq!(lines.len(), 4, "one line per problem: {err}");
+    assert!(lines.iter().all(|l| l.starts_with("error: job db: ")), "{err}");
+
+    // A source nobody answers for is a run-time failure, named by host and port.
+    w.write(
+        "down.toml",
+        job(
+            &pg.source("t", "[\"id\"]"),
+            "type = \"mysql\"\nurl = \"mysql://root:pw@127.0.0.1:1/test\"\ntable = \"t\"\nkey = [\"id\"]",
+            "",
+        ),
+    );
+    let out = w.run(&["check", "--connect", "down.toml"]);
+    assert_exit(&out, EXIT_FAILED);
+    assert!(
+        stderr(&out).contains("cannot connect to 127.0.0.1:1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains(":pw@"), "{}", stderr(&out));
+    // Without --connect nothing is touched: the same job is valid.
+    assert_exit(&w.run(&["check", "down.toml"]), EXIT_CONSISTENT);
+}
