@@ -2,7 +2,7 @@
 //! that equal data never shows up as a difference (`10.5` = `10.50`, the same instant in
 //! two offsets, `t` = `true`, JSON with other key order). NULL stays distinct from `""`.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::job::Tolerance;
 use crate::source::value::canonical_uuid;
@@ -203,12 +203,33 @@ fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String
             return Ok(());
         }
         Value::Float(f) => Decimal::from_f64(*f),
-        Value::Text(s) | Value::Decimal(s) => Decimal::parse(s),
+        Value::Text(s) | Value::Decimal(s) => match Decimal::parse(s) {
+            Some(d) => Some(d),
+            None => {
+                // PostgreSQL's numeric NaN and ±Infinity, equal to a float's.
+                if let Some(special) = special_number(s) {
+                    out.extend_from_slice(special);
+                    return Ok(());
+                }
+                None
+            }
+        },
         _ => None,
     };
     let parsed = parsed.ok_or_else(|| not_a(value, what))?;
     parsed.write_canonical(out);
     Ok(())
+}
+
+/// The canonical form of a non-finite number's text (`NaN`, `Infinity`, `-inf`...),
+/// the same a float NaN or infinity normalizes to as a decimal.
+fn special_number(text: &str) -> Option<&'static [u8]> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "nan" | "+nan" | "-nan" => Some(b"NaN"),
+        "inf" | "+inf" | "infinity" | "+infinity" => Some(b"inf"),
+        "-inf" | "-infinity" => Some(b"-inf"),
+        _ => None,
+    }
 }
 
 fn float(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
@@ -247,34 +268,71 @@ fn boolean(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
+/// The instant PostgreSQL's `infinity` stands for: later than any real instant, and
+/// far enough from the `i128` bounds for tolerance arithmetic.
+const INFINITY_NANOS: i128 = i128::MAX / 4;
+
+/// The instant MySQL's zero date (`0000-00-00 00:00:00`) stands for: equal only to
+/// itself, before any real instant and after `-infinity`.
+const ZERO_DATE_NANOS: i128 = -(i128::MAX / 8);
+
 /// Parses an instant: RFC 3339 or `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` with an optional
-/// offset (`Z`, `+hh`, `+hhmm`, `+hh:mm`); a time without offset is UTC. Returns
-/// nanoseconds since the Unix epoch.
+/// offset (`Z`, `+hh`, `+hhmm`, `+hh:mm`) and an optional ` BC` (PostgreSQL's years
+/// before year 1); a time without offset is UTC. `infinity`/`-infinity` and MySQL's zero
+/// date are instants of their own. Returns nanoseconds since the Unix epoch.
 pub fn parse_instant(text: &str) -> Option<i128> {
     let t = text.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" => return Some(INFINITY_NANOS),
+        "-infinity" => return Some(-INFINITY_NANOS),
+        _ => {}
+    }
+    if t.starts_with("0000-00-00")
+        && t[10..]
+            .trim_start_matches([' ', 'T'])
+            .bytes()
+            .all(|b| b"0:.".contains(&b))
+    {
+        return Some(ZERO_DATE_NANOS);
+    }
+    let (t, bc) = match t.strip_suffix(" BC") {
+        Some(rest) => (rest.trim_end(), true),
+        None => (t, false),
+    };
+    let dt = parse_datetime(t)?;
+    let dt = if bc {
+        use chrono::Datelike;
+        dt.with_year(1 - dt.year())?
+    } else {
+        dt
+    };
+    Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()))
+}
+
+/// [`parse_instant`] without the special values: the time in its own offset (UTC when
+/// it has none).
+fn parse_datetime(t: &str) -> Option<DateTime<chrono::FixedOffset>> {
     let mut s = t.to_string();
     if s.len() > 10 && s.as_bytes()[10] == b' ' {
         s.replace_range(10..11, "T");
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(&s) {
-        return Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()));
+        return Some(dt);
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
         if let Ok(dt) = DateTime::parse_from_str(&s, fmt) {
-            return Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()));
+            return Some(dt);
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(&s, fmt) {
-            let utc = dt.and_utc();
-            return Some(nanos(utc.timestamp(), utc.timestamp_subsec_nanos()));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
-        let utc = d.and_time(NaiveTime::MIN).and_utc();
-        return Some(nanos(utc.timestamp(), 0));
-    }
-    None
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|fmt| NaiveDateTime::parse_from_str(&s, fmt).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(NaiveTime::MIN))
+        })?;
+    Some(naive.and_utc().fixed_offset())
 }
 
 fn nanos(secs: i64, sub: u32) -> i128 {
@@ -305,26 +363,82 @@ fn timestamp(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 fn date(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let d = match value {
-        Value::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok(),
+    let canonical = match value {
+        Value::Text(s) => canonical_date(s),
         _ => None,
     }
     .ok_or_else(|| not_a(value, "a date (YYYY-MM-DD)"))?;
-    out.extend_from_slice(&d.to_string().into_bytes());
+    out.extend_from_slice(canonical.as_bytes());
     Ok(())
 }
 
+/// A date's canonical text: `YYYY-MM-DD` (a negative year before year 1, from
+/// PostgreSQL's ` BC`), or `infinity`, `-infinity`, `0000-00-00` (MySQL's zero date).
+fn canonical_date(text: &str) -> Option<String> {
+    let t = text.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" => return Some("infinity".into()),
+        "-infinity" => return Some("-infinity".into()),
+        "0000-00-00" => return Some("0000-00-00".into()),
+        _ => {}
+    }
+    let (t, bc) = match t.strip_suffix(" BC") {
+        Some(rest) => (rest.trim_end(), true),
+        None => (t, false),
+    };
+    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+    let d = if bc {
+        use chrono::Datelike;
+        d.with_year(1 - d.year())?
+    } else {
+        d
+    };
+    Some(d.to_string())
+}
+
 fn time(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let t = match value {
-        Value::Text(s) => ["%H:%M:%S%.f", "%H:%M"]
-            .iter()
-            .find_map(|f| NaiveTime::parse_from_str(s.trim(), f).ok()),
+    let n = match value {
+        Value::Text(s) => parse_time(s),
         _ => None,
     }
     .ok_or_else(|| not_a(value, "a time of day"))?;
-    let n = t.num_seconds_from_midnight() as i128 * 1_000_000_000 + t.nanosecond() as i128;
     out.extend_from_slice(&n.to_be_bytes());
     Ok(())
+}
+
+/// A time as nanoseconds from midnight: `[-]H:MM[:SS[.fraction]]`, with any number of
+/// hours, as MySQL's TIME (`-838:59:59` to `838:59:59`) and PostgreSQL's `24:00:00`
+/// allow.
+fn parse_time(text: &str) -> Option<i128> {
+    let t = text.trim();
+    let (negative, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let mut parts = t.splitn(3, ':');
+    let digits = |s: &str, min: usize, max: usize| {
+        (s.len() >= min && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i128>().ok())
+            .flatten()
+    };
+    let hours = digits(parts.next()?, 1, 9)?;
+    let minutes = digits(parts.next()?, 2, 2).filter(|m| *m < 60)?;
+    let (seconds, fraction) = match parts.next() {
+        None => (0, 0),
+        Some(rest) => {
+            let (whole, frac) = rest.split_once('.').unwrap_or((rest, ""));
+            let seconds = digits(whole, 2, 2).filter(|s| *s < 60)?;
+            let fraction = if rest.contains('.') {
+                let f = digits(frac, 1, 9)?;
+                f * 10i128.pow(9 - frac.len() as u32)
+            } else {
+                0
+            };
+            (seconds, fraction)
+        }
+    };
+    let n = ((hours * 60 + minutes) * 60 + seconds) * 1_000_000_000 + fraction;
+    Some(if negative { -n } else { n })
 }
 
 fn uuid(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
@@ -520,6 +634,91 @@ mod tests {
         assert!(canon(t("ten"), D).unwrap_err().contains("not a decimal"));
         assert!(canon(t("10e9223372036854775807"), D).is_err());
         assert!(canon(t(""), D).is_err());
+    }
+
+    #[test]
+    fn non_finite_numbers_compare_as_themselves() {
+        use FieldType::{Decimal as D, Float as F};
+        // PostgreSQL numeric NaN and ±Infinity, against each other and against floats.
+        assert!(same(Value::Decimal("NaN".into()), Value::Float(f64::NAN), D));
+        assert!(same(Value::Decimal("NaN".into()), t("nan"), D));
+        assert!(same(
+            Value::Decimal("Infinity".into()),
+            Value::Float(f64::INFINITY),
+            D
+        ));
+        assert!(same(
+            Value::Decimal("-Infinity".into()),
+            Value::Float(f64::NEG_INFINITY),
+            D
+        ));
+        assert!(!same(Value::Decimal("Infinity".into()), t("-Infinity"), D));
+        assert!(!same(Value::Decimal("NaN".into()), t("0"), D));
+        assert!(same(t("Infinity"), Value::Float(f64::INFINITY), F));
+        assert!(same(t("-Infinity"), Value::Float(f64::NEG_INFINITY), F));
+        assert!(canon(t("Infinityx"), D).is_err());
+    }
+
+    #[test]
+    fn times_beyond_a_day_and_negative_times() {
+        use FieldType::Time;
+        assert!(same(t("23:59:59.5"), t("23:59:59.500000"), Time));
+        assert!(same(t("7:05"), t("07:05:00"), Time));
+        // PostgreSQL's end of day, MySQL's durations.
+        assert!(!same(t("24:00:00"), t("00:00:00"), Time));
+        assert!(same(t("24:00:00"), t("24:00:00.000"), Time));
+        assert!(same(t("838:59:59.5"), t("838:59:59.500000"), Time));
+        assert!(!same(t("-12:30:00"), t("12:30:00"), Time));
+        assert!(!same(t("10:00:00.000001"), t("10:00:00"), Time));
+        for bad in [
+            "10",
+            "10:60",
+            "10:00:61",
+            "10:00:00.",
+            "a:00",
+            "10:00:00.1234567891",
+        ] {
+            assert!(canon(t(bad), Time).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn infinite_bc_and_zero_timestamps_and_dates() {
+        use FieldType::{Date, Timestamp as Ts};
+        assert!(same(t("infinity"), t("Infinity"), Ts));
+        assert!(!same(t("infinity"), t("-infinity"), Ts));
+        assert!(!same(t("infinity"), t("9999-12-31 23:59:59"), Ts));
+        assert!(same(
+            t("0044-03-15 10:00:00+00 BC"),
+            t("-0043-03-15T10:00:00Z"),
+            Ts
+        ));
+        assert!(!same(
+            t("0044-03-15 10:00:00+00 BC"),
+            t("0044-03-15 10:00:00+00"),
+            Ts
+        ));
+        assert!(same(
+            t("0000-00-00 00:00:00"),
+            t("0000-00-00 00:00:00.000000"),
+            Ts
+        ));
+        assert!(!same(t("0000-00-00 00:00:00"), t("-infinity"), Ts));
+        assert!(!same(t("0000-00-00 00:00:00"), t("0001-01-01 00:00:00"), Ts));
+        assert!(same(t("0044-03-15 BC"), t("-0043-03-15"), Date));
+        assert!(!same(t("0044-03-15 BC"), t("0044-03-15"), Date));
+        assert!(same(t("infinity"), t("infinity"), Date));
+        assert!(same(t("0000-00-00"), t(" 0000-00-00"), Date));
+        assert!(!same(t("0000-00-00"), t("0001-01-01"), Date));
+        // A tolerance across infinity neither overflows nor passes.
+        let rule = FieldRule {
+            tolerance: Some(Tolerance::Seconds(1.0)),
+            ..FieldRule::exact(Ts)
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        normalize(&t("infinity"), &rule, &mut a).unwrap();
+        normalize(&t("-infinity"), &rule, &mut b).unwrap();
+        assert!(!within_tolerance(&rule, &a, &b));
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub trait Dialect {
     /// key type (a text column holding integer keys) and must be converted first.
     fn key_expr(&self, column: &str, ty: KeyType, cast: bool) -> String;
 
+    /// The expression `key` is ordered and compared by, knowing which column it is:
+    /// [`Dialect::key_expr`] unless the dialect knows better. Server dialects use the
+    /// column's type and collation to pick a form an index can serve (the bare column
+    /// when its own order already is the [`Key`] order).
+    fn key_column_expr(&self, column: &str, key: &KeyColumn) -> String {
+        self.key_expr(column, key.ty, key.cast)
+    }
+
+    /// True when a composite-key resumption `(k1, k2) > (?, ?)` must be spelled
+    /// `k1 > ? OR (k1 = ? AND k2 > ?)` for an index to serve it: MySQL and MariaDB
+    /// read a whole index for a row-value comparison, but seek a range for the OR form.
+    fn expand_row_comparison(&self) -> bool {
+        false
+    }
+
     /// The expression a column is read through: `column` is already quoted, `name` is
     /// the column's name. By default the column itself; server dialects cast to text so
     /// that every value arrives in one exact, easily decoded form.
@@ -158,7 +173,7 @@ impl<D: Dialect> KeysetQuery<D> {
         let from = source_sql(&dialect, target);
         let key_exprs: Vec<String> = key
             .iter()
-            .map(|k| dialect.key_expr(&dialect.quote_name(&k.name), k.ty, k.cast))
+            .map(|k| dialect.key_column_expr(&dialect.quote_name(&k.name), k))
             .collect();
         let order_by = key_exprs
             .iter()
@@ -245,10 +260,30 @@ impl<D: Dialect> KeysetQuery<D> {
         }
     }
 
-    /// `k > ?` for one key column, `(k1, k2) > (?, ?)` (row-value order) for several.
+    /// `k > ?` for one key column, `(k1, k2) > (?, ?)` (row-value order) for several,
+    /// or its expansion `(k1 > ? OR (k1 = ? AND k2 > ?))` where the dialect asks for it.
     fn compare(&self, b: &mut Builder<'_, D>, op: &str, key: &Key) -> String {
         if self.key_exprs.len() == 1 {
             format!("{} {op} {}", self.key_exprs[0], b.bind((&key.0[0]).into()))
+        } else if self.dialect.expand_row_comparison() {
+            let terms: Vec<String> = (0..self.key_exprs.len())
+                .map(|i| {
+                    let mut parts: Vec<String> = (0..i)
+                        .map(|j| format!("{} = {}", self.key_exprs[j], b.bind((&key.0[j]).into())))
+                        .collect();
+                    parts.push(format!(
+                        "{} {op} {}",
+                        self.key_exprs[i],
+                        b.bind((&key.0[i]).into())
+                    ));
+                    if parts.len() == 1 {
+                        parts.remove(0)
+                    } else {
+                        format!("({})", parts.join(" AND "))
+                    }
+                })
+                .collect();
+            format!("({})", terms.join(" OR "))
         } else {
             format!("({}) {op} ({})", self.key_exprs.join(", "), b.bind_all(key))
         }
@@ -596,6 +631,60 @@ mod tests {
             s.sql
         );
         assert!(!s.sql.contains("LIMIT"));
+    }
+
+    /// `?` placeholders and spelled-out row comparisons: the MySQL shape.
+    struct Expanded;
+
+    impl Dialect for Expanded {
+        fn placeholder(&self, _index: usize) -> String {
+            "?".into()
+        }
+        fn key_expr(&self, column: &str, _ty: KeyType, _cast: bool) -> String {
+            column.to_owned()
+        }
+        fn expand_row_comparison(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn an_expanded_row_comparison_binds_every_part_in_order() {
+        let q = KeysetQuery::new(
+            Expanded,
+            &SqlTarget::Table("t".into()),
+            Some("x = 1"),
+            &[
+                key_col("a", KeyType::Text),
+                key_col("b", KeyType::Integer),
+                key_col("c", KeyType::Text),
+            ],
+            &[],
+            &[],
+        );
+        let after = Key(vec![
+            KeyPart::Text("p".into()),
+            KeyPart::Int(2),
+            KeyPart::Text("r".into()),
+        ]);
+        let s = q.page(Some(&after), 5);
+        assert_eq!(
+            s.sql,
+            "SELECT \"a\", \"b\", \"c\" FROM \"t\" WHERE (x = 1) \
+             AND (\"a\" > ? OR (\"a\" = ? AND \"b\" > ?) OR (\"a\" = ? AND \"b\" = ? AND \"c\" > ?)) \
+             ORDER BY \"a\", \"b\", \"c\" LIMIT ?"
+        );
+        let (p, two, r) = (Param::Text("p".into()), Param::Int(2), Param::Text("r".into()));
+        assert_eq!(
+            s.params,
+            vec![p.clone(), p.clone(), two.clone(), p, two, r, Param::Int(5)]
+        );
+        // Equality and lookups by key need no expansion.
+        assert!(
+            q.equal(&after)
+                .sql
+                .contains("WHERE (x = 1) AND \"a\" = ? AND \"b\" = ? AND \"c\" = ?")
+        );
     }
 
     /// Runs the pager against an in-memory table sorted by key, answering its statements

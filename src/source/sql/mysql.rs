@@ -2,9 +2,19 @@
 //! statements: `?` placeholders, backtick quoting, and text keys ordered and compared as
 //! `CAST(.. AS BINARY)`, byte-wise and without the PAD SPACE rule that makes `'a '`
 //! equal `'a'` in most collations. Every column is read as text (`CAST(.. AS CHAR)`,
-//! bytes as `HEX()`).
+//! bytes as `HEX()`, single-precision FLOAT widened to a double first, since MariaDB
+//! prints a FLOAT with six significant digits).
+//!
+//! Key order and indexes: `CAST(.. AS BINARY)` cannot use an index, so every page
+//! would be a full scan and sort. A key column whose own collation already is byte
+//! order without PAD SPACE (a binary string: BINARY, VARBINARY, BLOB; or a VARCHAR/TEXT
+//! in `utf8mb4_nopad_bin` or MySQL 8's `utf8mb4_0900_bin`) is ordered by the bare
+//! column, which its index serves. A PAD SPACE `_bin` collation (`utf8mb4_bin`) keeps
+//! the cast: it orders `'a\t'` before `'a'` and finds `'a'` equal to `'a '`, so the bare
+//! column would skip rows. Composite keys resume with `k1 > ? OR (k1 = ? AND k2 > ?)`,
+//! which the server seeks as a range, where a row-value comparison reads the whole index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,10 +23,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
 use super::server::{
-    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, STATEMENT_TIMEOUT_SECS, ServerColumn, ServerSource,
-    connect_error, error_message, map_columns,
+    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RunError, STATEMENT_TIMEOUT_SECS, ServerColumn,
+    ServerSource, connect_error, error_message, map_columns, run_error,
 };
-use super::{Dialect, Param, QUERY_ALIAS, Statement, trim_query};
+use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
 use crate::source::{KeyType, SourceError};
 
@@ -34,6 +44,34 @@ pub fn quote_backtick(name: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct MysqlDialect {
     kinds: HashMap<String, Kind>,
+    bare_keys: HashSet<String>,
+}
+
+impl MysqlDialect {
+    /// A dialect for columns of the given kinds; `bare_keys` are the text-keyed columns
+    /// whose collation already is byte order without PAD SPACE (see
+    /// [`bytewise_collation`]). (The engine builds it from the catalog; this is for
+    /// inspecting the statements recon writes.)
+    pub fn new(kinds: HashMap<String, Kind>, bare_keys: HashSet<String>) -> MysqlDialect {
+        MysqlDialect { kinds, bare_keys }
+    }
+}
+
+/// Whether a column of this type (information_schema's DATA_TYPE, lower case) and
+/// collation orders and compares exactly like recon's byte-wise text keys, so that it
+/// can be ordered by the bare column: binary strings (all bytes significant, no pad),
+/// and VARCHAR/TEXT in a NO PAD binary utf8mb4 collation. CHAR is excluded (its pad
+/// spaces are stripped on reading), as is every PAD SPACE collation.
+pub fn bytewise_collation(data_type: &str, collation: &str) -> bool {
+    match data_type {
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            collation.is_empty() || collation == "binary"
+        }
+        "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
+            matches!(collation, "utf8mb4_nopad_bin" | "utf8mb4_0900_bin")
+        }
+        _ => false,
+    }
 }
 
 impl Dialect for MysqlDialect {
@@ -50,9 +88,28 @@ impl Dialect for MysqlDialect {
         }
     }
 
+    fn key_column_expr(&self, column: &str, key: &KeyColumn) -> String {
+        let kind = self.kinds.get(&key.name);
+        match key.ty {
+            KeyType::Text if self.bare_keys.contains(&key.name) => column.to_owned(),
+            // A UUID in BINARY(16): its canonical text, which orders like its bytes.
+            KeyType::Uuid if kind == Some(&Kind::Bytes) => format!(
+                "CAST(LOWER(INSERT(INSERT(INSERT(INSERT(HEX({column}), 21, 0, '-'), 17, 0, '-'), \
+                 13, 0, '-'), 9, 0, '-')) AS BINARY)"
+            ),
+            _ => self.key_expr(column, key.ty, key.cast),
+        }
+    }
+
+    fn expand_row_comparison(&self) -> bool {
+        true
+    }
+
     fn select_expr(&self, column: &str, name: &str) -> String {
         let expr = match self.kinds.get(name) {
             Some(Kind::Bytes) => format!("HEX({column})"),
+            // `+ 0e0` widens exactly; CAST(float AS CHAR) would round to six digits.
+            Some(Kind::Float32) => format!("CAST({column} + 0e0 AS CHAR)"),
             _ => format!("CAST({column} AS CHAR)"),
         };
         // An alias of its own: `ORDER BY `id`` must mean the column, not this text.
@@ -72,6 +129,8 @@ impl Dialect for MysqlDialect {
 /// An open MySQL pool.
 pub struct Mysql {
     pool: MySqlPool,
+    /// Columns a text key is ordered by bare (see [`bytewise_collation`]).
+    bare_keys: HashSet<String>,
 }
 
 #[async_trait]
@@ -82,10 +141,11 @@ impl Engine for Mysql {
     fn dialect(&self, columns: &[ServerColumn], _nullable_keys: bool) -> MysqlDialect {
         MysqlDialect {
             kinds: columns.iter().map(|c| (c.name.clone(), c.kind)).collect(),
+            bare_keys: self.bare_keys.clone(),
         }
     }
 
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, String> {
+    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
         let mut q = sqlx::query(&statement.sql);
         for param in &statement.params {
             q = match param {
@@ -93,8 +153,11 @@ impl Engine for Mysql {
                 Param::Text(s) => q.bind(s.clone()),
             };
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(|e| error_message(&e))?;
-        rows.iter().map(cells).collect()
+        let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
+        rows.iter()
+            .map(cells)
+            .collect::<Result<_, _>>()
+            .map_err(RunError::permanent)
     }
 }
 
@@ -158,7 +221,7 @@ impl ServerSource<Mysql> {
                 })
             })
             .connect_lazy_with(options);
-        let described = match &config.target {
+        let (described, bare_keys) = match &config.target {
             SqlTarget::Table(table) => table_columns(&pool, table).await?,
             SqlTarget::Query(query) => query_columns(&pool, query).await?,
         };
@@ -167,23 +230,25 @@ impl ServerSource<Mysql> {
             SqlTarget::Query(_) => "query".into(),
         };
         let columns = map_columns(described, &what)?;
-        Ok(ServerSource::new(Mysql { pool }, config, columns))
+        Ok(ServerSource::new(Mysql { pool, bare_keys }, config, columns))
     }
 }
 
-/// `(name, data_type, column_type, nullable)` of a table's columns from
-/// information_schema. MariaDB's JSON is a LONGTEXT with a `json_valid` check: such
-/// columns are reported as `json`.
-async fn table_columns(
-    pool: &MySqlPool,
-    table: &str,
-) -> Result<Vec<(String, String, String, bool)>, SourceError> {
+/// Catalog rows `(name, data_type, column_type, nullable)`, and the columns whose
+/// collation lets a text key be ordered by the bare column.
+type Described = (Vec<(String, String, String, bool)>, HashSet<String>);
+
+/// A table's columns from information_schema: `(name, data_type, column_type,
+/// nullable)`. MariaDB's JSON is a LONGTEXT with a `json_valid` check: such columns are
+/// reported as `json`.
+async fn table_columns(pool: &MySqlPool, table: &str) -> Result<Described, SourceError> {
     let (schema, name) = match table.split_once('.') {
         Some((s, n)) => (Some(s), n),
         None => (None, table),
     };
     let rows = sqlx::query(
-        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS \
+        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLLATION_NAME \
+         FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
     )
     .bind(schema)
@@ -211,39 +276,45 @@ async fn table_columns(
     .await
     .map(|rows| rows.iter().map(|r| text(r, 0)).collect())
     .unwrap_or_default();
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let name = text(r, 0);
-            let mut data_type = text(r, 1);
-            let column_type = text(r, 2);
-            let json_check = format!("json_valid(`{name}`)");
-            if data_type.eq_ignore_ascii_case("longtext") && checks.iter().any(|c| c.contains(&json_check)) {
-                data_type = "json".into();
-            }
-            (name, data_type, column_type, text(r, 3) != "NO")
-        })
-        .collect())
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut bare = HashSet::new();
+    for r in &rows {
+        let name = text(r, 0);
+        let mut data_type = text(r, 1).to_ascii_lowercase();
+        let column_type = text(r, 2);
+        let json_check = format!("json_valid({})", quote_backtick(&name));
+        if data_type == "longtext" && checks.iter().any(|c| c.contains(&json_check)) {
+            data_type = "json".into();
+        }
+        if bytewise_collation(&data_type, &text(r, 4).to_ascii_lowercase()) {
+            bare.insert(name.clone());
+        }
+        columns.push((name, data_type, column_type, text(r, 3) != "NO"));
+    }
+    Ok((columns, bare))
 }
 
 /// A custom query's columns, as the server describes `SELECT * FROM (<query>) AS recon_q`.
-async fn query_columns(
-    pool: &MySqlPool,
-    query: &str,
-) -> Result<Vec<(String, String, String, bool)>, SourceError> {
+///
+/// The driver names a column by its protocol type and binary flag, and the server
+/// flags every `_bin`-collated text column binary: a `utf8mb4_bin` VARCHAR arrives as
+/// VARBINARY and MariaDB's JSON (a `utf8mb4_bin` LONGTEXT) as BLOB. So each such
+/// column's collation is asked for (`COLLATION()` over no rows, which reads no data):
+/// only `binary` ones are bytes, the rest are the text types they stand for.
+async fn query_columns(pool: &MySqlPool, query: &str) -> Result<Described, SourceError> {
     let sql = format!("SELECT * FROM ({}) AS {QUERY_ALIAS}", trim_query(query));
     let described = pool
         .describe(&sql)
         .await
         .map_err(|e| SourceError::Schema(format!("query failed: {}", error_message(&e))))?;
-    Ok(described
+    let mut columns: Vec<(String, String, String, bool)> = described
         .columns()
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let name = c.type_info().name().to_owned();
+            let name = c.type_info().name().to_ascii_lowercase();
             // sqlx names tinyint(1) BOOLEAN; keep that as the full type too.
-            let full = if name == "BOOLEAN" {
+            let full = if name == "boolean" {
                 "tinyint(1)".to_owned()
             } else {
                 String::new()
@@ -255,7 +326,60 @@ async fn query_columns(
                 described.nullable(i).unwrap_or(true),
             )
         })
-        .collect())
+        .collect();
+    let binary: Vec<usize> = (0..columns.len())
+        .filter(|&i| text_type_of_binary(&columns[i].1).is_some())
+        .collect();
+    let collations = if binary.is_empty() {
+        Vec::new()
+    } else {
+        let probes: Vec<String> = binary
+            .iter()
+            .map(|&i| format!("COLLATION(MAX({}))", quote_backtick(&columns[i].0)))
+            .collect();
+        let probe = format!(
+            "SELECT {} FROM (SELECT * FROM ({}) AS {QUERY_ALIAS} LIMIT 0) AS recon_d",
+            probes.join(", "),
+            trim_query(query)
+        );
+        // Without an answer the columns stay bytes: compared by bytes all the same.
+        match sqlx::query(&probe).fetch_optional(pool).await {
+            Ok(Some(row)) => (0..binary.len())
+                .map(|j| text(&row, j).to_ascii_lowercase())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut bare = HashSet::new();
+    for (j, &i) in binary.iter().enumerate() {
+        let Some(collation) = collations.get(j) else {
+            continue;
+        };
+        let column = &mut columns[i];
+        if collation != "binary" {
+            if let Some(text_type) = text_type_of_binary(&column.1) {
+                column.1 = text_type.to_owned();
+            }
+        }
+        if bytewise_collation(&column.1, collation) {
+            bare.insert(column.0.clone());
+        }
+    }
+    Ok((columns, bare))
+}
+
+/// The text type a binary-flagged type name from the driver stands for when its
+/// collation is not `binary`; `None` for a type that is never binary-flagged text.
+fn text_type_of_binary(driver_name: &str) -> Option<&'static str> {
+    Some(match driver_name {
+        "varbinary" => "varchar",
+        "binary" => "char",
+        "tinyblob" => "tinytext",
+        "blob" => "text",
+        "mediumblob" => "mediumtext",
+        "longblob" => "longtext",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -263,28 +387,31 @@ mod tests {
     use super::*;
     use crate::source::sql::{KeyColumn, KeysetQuery};
 
+    fn key(name: &str, ty: KeyType) -> KeyColumn {
+        KeyColumn {
+            name: name.into(),
+            ty,
+            cast: false,
+        }
+    }
+
     #[test]
     fn statements_use_backticks_binary_keys_and_text_casts() {
-        let dialect = MysqlDialect {
-            kinds: [("blob".to_owned(), Kind::Bytes)].into_iter().collect(),
-        };
+        let dialect = MysqlDialect::new(
+            [
+                ("blob".to_owned(), Kind::Bytes),
+                ("ratio".to_owned(), Kind::Float32),
+            ]
+            .into_iter()
+            .collect(),
+            HashSet::new(),
+        );
         let q = KeysetQuery::new(
             dialect,
             &SqlTarget::Table("db.t`x".into()),
             None,
-            &[
-                KeyColumn {
-                    name: "code".into(),
-                    ty: KeyType::Text,
-                    cast: false,
-                },
-                KeyColumn {
-                    name: "n".into(),
-                    ty: KeyType::Integer,
-                    cast: false,
-                },
-            ],
-            &["blob".into()],
+            &[key("code", KeyType::Text), key("n", KeyType::Integer)],
+            &["blob".into(), "ratio".into()],
             &[],
         );
         let after = crate::source::Key(vec![
@@ -295,10 +422,53 @@ mod tests {
         assert_eq!(
             s.sql,
             "SELECT CAST(`code` AS CHAR) AS `recon_out_code`, CAST(`n` AS CHAR) AS `recon_out_n`, \
-             HEX(`blob`) AS `recon_out_blob` FROM `db`.`t``x` \
-             WHERE (CAST(`code` AS BINARY), `n`) > (?, ?) ORDER BY CAST(`code` AS BINARY), `n` LIMIT ?"
+             HEX(`blob`) AS `recon_out_blob`, CAST(`ratio` + 0e0 AS CHAR) AS `recon_out_ratio` \
+             FROM `db`.`t``x` \
+             WHERE (CAST(`code` AS BINARY) > ? OR (CAST(`code` AS BINARY) = ? AND `n` > ?)) \
+             ORDER BY CAST(`code` AS BINARY), `n` LIMIT ?"
         );
         let s = q.any_of(&[after.clone(), after]);
         assert!(s.sql.contains("IN ((?, ?), (?, ?))"), "{}", s.sql);
+    }
+
+    #[test]
+    fn byte_order_collations_key_by_the_bare_column() {
+        let dialect = MysqlDialect::new(
+            [("code".to_owned(), Kind::Text), ("raw".to_owned(), Kind::Bytes)]
+                .into_iter()
+                .collect(),
+            ["code".to_owned(), "raw".to_owned()].into_iter().collect(),
+        );
+        let q = KeysetQuery::new(
+            dialect,
+            &SqlTarget::Table("t".into()),
+            None,
+            &[key("code", KeyType::Text), key("raw", KeyType::Text)],
+            &[],
+            &[],
+        );
+        let s = q.page(None, 10);
+        assert!(s.sql.ends_with("ORDER BY `code`, `raw` LIMIT ?"), "{}", s.sql);
+
+        for (data_type, collation, bare) in [
+            ("varbinary", "", true),
+            ("blob", "binary", true),
+            ("varchar", "utf8mb4_nopad_bin", true),
+            ("text", "utf8mb4_0900_bin", true),
+            ("varchar", "utf8mb4_bin", false),
+            ("char", "utf8mb4_nopad_bin", false),
+            ("varchar", "utf8mb4_general_ci", false),
+            ("varchar", "latin1_nopad_bin", false),
+            ("int", "", false),
+        ] {
+            assert_eq!(
+                bytewise_collation(data_type, collation),
+                bare,
+                "{data_type} {collation}"
+            );
+        }
+        assert_eq!(text_type_of_binary("varbinary"), Some("varchar"));
+        assert_eq!(text_type_of_binary("blob"), Some("text"));
+        assert_eq!(text_type_of_binary("varchar"), None);
     }
 }

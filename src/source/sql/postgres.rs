@@ -1,20 +1,29 @@
 //! PostgreSQL, through a small read-only pool, with the shared keyset statements:
 //! `$n` placeholders, text keys ordered `COLLATE "C"` (byte order), every column read as
 //! text (`CAST(.. AS text)`, which also drops `char(n)` pad spaces; bytes as hex).
+//!
+//! Key order and indexes: an integer key is ordered by the bare column, so its index
+//! serves every page. A text key must be ordered byte-wise, and `ORDER BY k COLLATE "C"`
+//! can only be served by an index whose column (or index definition) is collated `"C"`;
+//! a column in the database's default collation is ordered by the bare column only when
+//! that default is itself byte order (`C`/`POSIX`, or the builtin `C.UTF-8`). Any other
+//! text key (an `en_US.UTF-8` or ICU default, or `C.UTF-8` from libc, whose order recon
+//! cannot vouch for) is sorted by the server for each page: give such a key column
+//! `COLLATE "C"`, or an index `ON t (k COLLATE "C")`, to page it by index.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeKind};
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
 use super::server::{
-    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, STATEMENT_TIMEOUT_SECS, ServerColumn, ServerSource,
-    connect_error, error_message, map_columns,
+    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RunError, STATEMENT_TIMEOUT_SECS, ServerColumn,
+    ServerSource, connect_error, error_message, map_columns, run_error,
 };
-use super::{Dialect, Param, QUERY_ALIAS, Statement, trim_query};
+use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
 use crate::source::{KeyType, SourceError};
 
@@ -27,7 +36,38 @@ pub type PostgresSource = ServerSource<Postgres>;
 #[derive(Clone, Debug)]
 pub struct PgDialect {
     kinds: HashMap<String, Kind>,
+    text_order: HashMap<String, TextOrder>,
     nulls_first: bool,
+}
+
+/// How a text key column is put in byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextOrder {
+    /// Its collation already is byte order (`C`/`POSIX`, or a byte-order database
+    /// default): the bare column, which its index serves.
+    Bare,
+    /// A collatable text type: `col COLLATE "C"` (served by an index collated `"C"`).
+    CollateC,
+    /// Anything else (an enum, `citext`, another user-defined type) is ordered by its
+    /// text: `CAST(col AS text) COLLATE "C"`.
+    Cast,
+}
+
+impl PgDialect {
+    /// A dialect for columns of the given kinds and text orders; `nulls_first` when a
+    /// key column may hold NULL. (The engine builds it from the catalog; this is for
+    /// inspecting the statements recon writes.)
+    pub fn new(
+        kinds: HashMap<String, Kind>,
+        text_order: HashMap<String, TextOrder>,
+        nulls_first: bool,
+    ) -> PgDialect {
+        PgDialect {
+            kinds,
+            text_order,
+            nulls_first,
+        }
+    }
 }
 
 impl Dialect for PgDialect {
@@ -42,6 +82,22 @@ impl Dialect for PgDialect {
             (KeyType::Text, false) => format!("{column} COLLATE \"C\""),
             (KeyType::Text, true) => format!("CAST({column} AS text) COLLATE \"C\""),
             (KeyType::Uuid, _) => format!("lower(CAST({column} AS text)) COLLATE \"C\""),
+        }
+    }
+
+    fn key_column_expr(&self, column: &str, key: &KeyColumn) -> String {
+        if key.ty != KeyType::Text {
+            return self.key_expr(column, key.ty, key.cast);
+        }
+        match self.kinds.get(&key.name) {
+            // Binary keys key by the text their bytes spell, in byte order.
+            Some(Kind::Bytes) => format!("convert_from({column}, 'UTF8') COLLATE \"C\""),
+            Some(Kind::Text) => match self.text_order.get(&key.name) {
+                Some(TextOrder::Bare) => column.to_owned(),
+                Some(TextOrder::CollateC) | None => format!("{column} COLLATE \"C\""),
+                Some(TextOrder::Cast) => format!("CAST({column} AS text) COLLATE \"C\""),
+            },
+            _ => self.key_expr(column, key.ty, key.cast),
         }
     }
 
@@ -66,6 +122,8 @@ impl Dialect for PgDialect {
 /// An open PostgreSQL pool.
 pub struct Postgres {
     pool: PgPool,
+    /// How each text column is put in byte order, from the catalog.
+    text_order: HashMap<String, TextOrder>,
 }
 
 #[async_trait]
@@ -76,11 +134,12 @@ impl Engine for Postgres {
     fn dialect(&self, columns: &[ServerColumn], nullable_keys: bool) -> PgDialect {
         PgDialect {
             kinds: columns.iter().map(|c| (c.name.clone(), c.kind)).collect(),
+            text_order: self.text_order.clone(),
             nulls_first: nullable_keys,
         }
     }
 
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, String> {
+    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
         let mut q = sqlx::query(&statement.sql);
         for param in &statement.params {
             q = match param {
@@ -88,8 +147,11 @@ impl Engine for Postgres {
                 Param::Text(s) => q.bind(s.clone()),
             };
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(|e| error_message(&e))?;
-        rows.iter().map(cells).collect()
+        let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
+        rows.iter()
+            .map(cells)
+            .collect::<Result<_, _>>()
+            .map_err(RunError::permanent)
     }
 }
 
@@ -111,12 +173,16 @@ impl ServerSource<Postgres> {
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| connect_error(url, DEFAULT_PORT, &e))?
             .application_name("recon")
+            // Shortest exact text for real and double precision on PostgreSQL 12+ (any
+            // value above 0), and enough digits to round-trip (9 and 17) before 12. The
+            // driver sends its own setting (2) as a startup parameter, which would
+            // override one given in `options`.
+            .extra_float_digits(3)
             .options([
                 ("statement_timeout", format!("{}s", STATEMENT_TIMEOUT_SECS)),
                 ("default_transaction_read_only", "on".to_owned()),
                 ("TimeZone", "UTC".to_owned()),
                 ("DateStyle", "ISO".to_owned()),
-                ("extra_float_digits", "1".to_owned()),
                 ("bytea_output", "hex".to_owned()),
             ]);
         // One direct connection first: a pool retries a refused connection until its
@@ -130,7 +196,7 @@ impl ServerSource<Postgres> {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(15))
             .connect_lazy_with(options);
-        let described = match &config.target {
+        let (described, text_order) = match &config.target {
             SqlTarget::Table(table) => table_columns(&pool, table).await?,
             SqlTarget::Query(query) => query_columns(&pool, query).await?,
         };
@@ -139,22 +205,24 @@ impl ServerSource<Postgres> {
             SqlTarget::Query(_) => "query".into(),
         };
         let columns = map_columns(described, &what)?;
-        Ok(ServerSource::new(Postgres { pool }, config, columns))
+        Ok(ServerSource::new(Postgres { pool, text_order }, config, columns))
     }
 }
 
-/// `(name, data_type, udt, nullable)` of a table's columns from information_schema.
-async fn table_columns(
-    pool: &PgPool,
-    table: &str,
-) -> Result<Vec<(String, String, String, bool)>, SourceError> {
+/// Catalog rows `(name, data_type, column_type, nullable)`, and how each text column is
+/// put in byte order.
+type Described = (Vec<(String, String, String, bool)>, HashMap<String, TextOrder>);
+
+/// A table's columns from information_schema: `(name, data_type, "", nullable)`, and
+/// each text column's order from its collation.
+async fn table_columns(pool: &PgPool, table: &str) -> Result<Described, SourceError> {
     let (schema, name) = match table.split_once('.') {
         Some((s, n)) => (Some(s), n),
         None => (None, table),
     };
     let rows = sqlx::query(
         "SELECT CAST(column_name AS text), CAST(data_type AS text), CAST(udt_name AS text), \
-         CAST(is_nullable AS text) FROM information_schema.columns \
+         CAST(is_nullable AS text), CAST(collation_name AS text) FROM information_schema.columns \
          WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2 \
          ORDER BY ordinal_position",
     )
@@ -171,47 +239,162 @@ async fn table_columns(
     if rows.is_empty() {
         return Err(SourceError::Schema(format!("table `{table}` not found")));
     }
-    rows.iter()
-        .map(|r| {
-            let get = |i: usize| {
-                r.try_get_unchecked::<Option<String>, _>(i)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default()
-            };
-            let (name, data_type, udt) = (get(0), get(1), get(2));
-            // A domain or array reports its own name; the element or base type decides.
-            let data_type = if data_type == "ARRAY" {
-                format!("{udt}[]")
-            } else {
-                data_type
-            };
-            Ok((name, data_type, String::new(), get(3) != "NO"))
-        })
-        .collect()
+    let default_is_bytewise = default_collation_is_bytewise(pool).await;
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut text_order = HashMap::new();
+    for r in &rows {
+        let get = |i: usize| {
+            r.try_get_unchecked::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let (name, data_type, udt, collation) = (get(0), get(1), get(2), get(4));
+        // An array reports `ARRAY`; its element type (`_int4` is int4's array) names it.
+        let data_type = if data_type == "ARRAY" {
+            format!("{}[]", udt.strip_prefix('_').unwrap_or(&udt))
+        } else {
+            data_type
+        };
+        let order = match data_type.as_str() {
+            "text" | "character varying" => match collation.as_str() {
+                "C" => TextOrder::CollateC,
+                "POSIX" => TextOrder::Bare,
+                "" if default_is_bytewise => TextOrder::Bare,
+                _ => TextOrder::CollateC,
+            },
+            "character" | "name" => TextOrder::CollateC,
+            _ => TextOrder::Cast,
+        };
+        text_order.insert(name.clone(), order);
+        columns.push((name, data_type, String::new(), get(3) != "NO"));
+    }
+    Ok((columns, text_order))
 }
 
-/// A custom query's columns, as the server describes `SELECT * FROM (<query>) AS recon_q`.
-async fn query_columns(
-    pool: &PgPool,
-    query: &str,
-) -> Result<Vec<(String, String, String, bool)>, SourceError> {
+/// Whether the database's default collation orders text byte-wise: libc `C` or
+/// `POSIX`, or (PostgreSQL 17) the builtin provider's `C` or `C.UTF-8`. Unknown counts
+/// as no, which only costs a sort.
+async fn default_collation_is_bytewise(pool: &PgPool) -> bool {
+    // Through jsonb, so that columns a server version lacks read as NULL.
+    let row = sqlx::query(
+        "SELECT CAST(datcollate AS text), to_jsonb(d) ->> 'datlocprovider', \
+         to_jsonb(d) ->> 'datlocale' FROM pg_database AS d WHERE datname = current_database()",
+    )
+    .fetch_optional(pool)
+    .await;
+    let Ok(Some(row)) = row else {
+        return false;
+    };
+    let get = |i: usize| row.try_get_unchecked::<Option<String>, _>(i).ok().flatten();
+    match get(1).as_deref() {
+        None | Some("c") => matches!(get(0).as_deref(), Some("C" | "POSIX")),
+        Some("b") => matches!(get(2).as_deref(), Some("C" | "C.UTF-8")),
+        Some(_) => false,
+    }
+}
+
+/// A custom query's columns, as the server describes `SELECT * FROM (<query>) AS recon_q`
+/// (no collations: text keys are ordered `COLLATE "C"`). An enum reports its own name
+/// and a domain its base type's.
+async fn query_columns(pool: &PgPool, query: &str) -> Result<Described, SourceError> {
     let sql = format!("SELECT * FROM ({}) AS {QUERY_ALIAS}", trim_query(query));
     let described = pool
         .describe(&sql)
         .await
         .map_err(|e| SourceError::Schema(format!("query failed: {}", error_message(&e))))?;
-    Ok(described
-        .columns()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                c.name().to_owned(),
-                c.type_info().name().to_owned(),
-                String::new(),
-                described.nullable(i).unwrap_or(true),
-            )
-        })
-        .collect())
+    let mut columns = Vec::with_capacity(described.columns().len());
+    let mut text_order = HashMap::new();
+    for (i, c) in described.columns().iter().enumerate() {
+        let type_name = described_type(c.type_info());
+        let order = match type_name.as_str() {
+            "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" => TextOrder::CollateC,
+            _ => TextOrder::Cast,
+        };
+        text_order.insert(c.name().to_owned(), order);
+        columns.push((
+            c.name().to_owned(),
+            type_name,
+            String::new(),
+            described.nullable(i).unwrap_or(true),
+        ));
+    }
+    Ok((columns, text_order))
+}
+
+/// The type name [`Kind::of`] decides by: a domain's base type, `enum` for any enum.
+fn described_type(info: &sqlx::postgres::PgTypeInfo) -> String {
+    match info.kind() {
+        PgTypeKind::Enum(_) => "enum".to_owned(),
+        PgTypeKind::Domain(base) => described_type(base),
+        _ => info.name().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::sql::{KeyColumn, KeysetQuery};
+    use crate::source::{Key, KeyPart};
+
+    fn key(name: &str, ty: KeyType, cast: bool) -> KeyColumn {
+        KeyColumn {
+            name: name.into(),
+            ty,
+            cast,
+        }
+    }
+
+    #[test]
+    fn text_keys_are_ordered_by_the_bare_column_only_when_it_is_byte_order() {
+        let kinds = [
+            ("plain", Kind::Text),
+            ("c", Kind::Text),
+            ("mood", Kind::Text),
+            ("raw", Kind::Bytes),
+            ("id", Kind::Integer),
+        ]
+        .into_iter()
+        .map(|(n, k)| (n.to_owned(), k))
+        .collect();
+        let order = [
+            ("plain", TextOrder::Bare),
+            ("c", TextOrder::CollateC),
+            ("mood", TextOrder::Cast),
+        ]
+        .into_iter()
+        .map(|(n, o)| (n.to_owned(), o))
+        .collect();
+        let q = KeysetQuery::new(
+            PgDialect::new(kinds, order, false),
+            &SqlTarget::Table("t".into()),
+            None,
+            &[
+                key("plain", KeyType::Text, false),
+                key("c", KeyType::Text, false),
+                key("mood", KeyType::Text, false),
+                key("raw", KeyType::Text, true),
+                key("id", KeyType::Integer, false),
+            ],
+            &[],
+            &[],
+        );
+        let after = Key(vec![
+            KeyPart::Text("a".into()),
+            KeyPart::Text("b".into()),
+            KeyPart::Text("c".into()),
+            KeyPart::Text("d".into()),
+            KeyPart::Int(1),
+        ]);
+        let s = q.page(Some(&after), 10);
+        let order_by = "ORDER BY \"plain\", \"c\" COLLATE \"C\", CAST(\"mood\" AS text) COLLATE \"C\", \
+                        convert_from(\"raw\", 'UTF8') COLLATE \"C\", \"id\" LIMIT $6";
+        assert!(s.sql.ends_with(order_by), "{}", s.sql);
+        assert!(
+            s.sql.contains("encode(\"raw\", 'hex') AS \"recon_out_raw\""),
+            "{}",
+            s.sql
+        );
+        assert!(s.sql.contains(") > ($1, $2, $3, $4, $5)"), "{}", s.sql);
+    }
 }

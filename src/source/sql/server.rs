@@ -6,6 +6,9 @@
 //! is trivial and exact: numerics never pass through a float, and the declared types
 //! tell `compare` how to normalize the text.
 
+use std::future::Future;
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Dialect, KeyColumn, KeysetPager, KeysetQuery, PagerStep, Statement};
@@ -33,8 +36,12 @@ pub enum Kind {
     Integer,
     /// numeric/decimal, read as exact text.
     Decimal,
-    /// real/double/float.
+    /// double precision (PostgreSQL `double precision`, MySQL DOUBLE).
     Float,
+    /// Single precision (PostgreSQL `real`, MySQL FLOAT): read at full precision and
+    /// taken by its shortest single-precision decimal form, so that a `real` 0.1 equals
+    /// a `double` 0.1 and a decimal 0.1 wherever it was stored.
+    Float32,
     /// boolean, MySQL tinyint(1).
     Bool,
     /// Character types and enums.
@@ -59,7 +66,7 @@ impl Kind {
         match self {
             Kind::Integer => FieldType::Integer,
             Kind::Decimal => FieldType::Decimal,
-            Kind::Float => FieldType::Float,
+            Kind::Float | Kind::Float32 => FieldType::Float,
             Kind::Bool => FieldType::Bool,
             Kind::Text => FieldType::Text,
             Kind::Bytes => FieldType::Bytes,
@@ -83,7 +90,9 @@ impl Kind {
             "smallint" | "integer" | "int" | "bigint" | "tinyint" | "mediumint" | "int2" | "int4"
             | "int8" | "year" => Kind::Integer,
             "numeric" | "decimal" => Kind::Decimal,
-            "real" | "double precision" | "double" | "float" | "float4" | "float8" => Kind::Float,
+            // MySQL's FLOAT is single precision; PostgreSQL spells its types out.
+            "real" | "float" | "float4" => Kind::Float32,
+            "double precision" | "double" | "float8" => Kind::Float,
             "boolean" | "bool" => Kind::Bool,
             "character varying" | "varchar" | "character" | "char" | "bpchar" | "text" | "tinytext"
             | "mediumtext" | "longtext" | "enum" | "set" | "name" | "citext" | "user-defined" => Kind::Text,
@@ -158,8 +167,8 @@ pub trait Engine: Send + Sync + 'static {
     fn dialect(&self, columns: &[ServerColumn], nullable_keys: bool) -> Self::Dialect;
 
     /// Runs a statement: each row as its cells' text (bytes as hex), NULL as `None`.
-    /// Errors are the server's message, without credentials.
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, String>;
+    /// Errors say whether a fresh connection may succeed (see [`run_error`]).
+    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError>;
 }
 
 /// A table or query on a database server.
@@ -184,6 +193,9 @@ struct Scan<D> {
 struct Shape {
     key: Vec<String>,
     key_types: Vec<KeyType>,
+    /// The kind of each key column: a binary text key arrives as hex and keys by the
+    /// text its bytes spell.
+    key_kinds: Vec<Kind>,
     columns: Vec<String>,
     /// The kind of each of `columns`.
     kinds: Vec<Kind>,
@@ -241,10 +253,12 @@ impl<E: Engine> ServerSource<E> {
             )));
         }
         let mut key = Vec::with_capacity(spec.key.len());
+        let mut key_kinds = Vec::with_capacity(spec.key.len());
         let mut nullable_keys = false;
         for (name, ty) in spec.key.iter().zip(&spec.key_types) {
             let column = self.column(name)?;
             nullable_keys |= column.nullable;
+            key_kinds.push(column.kind);
             let cast = match ty {
                 KeyType::Integer => column.kind != Kind::Integer,
                 KeyType::Text => column.kind != Kind::Text,
@@ -275,24 +289,59 @@ impl<E: Engine> ServerSource<E> {
         let shape = Shape {
             key: spec.key.clone(),
             key_types: spec.key_types.clone(),
+            key_kinds,
             columns: spec.columns.clone(),
             kinds,
         };
         Ok((query, shape))
     }
 
+    /// The statement a scan with `spec` runs for the page after `after` (the first page
+    /// when `None`), exactly as [`Source::next_page`] would send it: for inspecting the
+    /// server's plan (`EXPLAIN`). Fails like [`Source::scan`] on an unknown column.
+    pub fn page_statement(&self, spec: &ScanSpec, after: Option<&Key>) -> Result<Statement, SourceError> {
+        let (query, _) = self.prepare(spec)?;
+        // The pager asks for one row more than a page, to see where a run of keys ends.
+        Ok(query.page(after, spec.page_size.max(1) + 1))
+    }
+
+    /// Runs a statement and converts its rows; `after` is the key it reads after, for
+    /// messages. A statement whose connection fails is retried (see [`retry`]).
     async fn run(
         &self,
         statement: &Statement,
         shape: &Shape,
         after: Option<&Key>,
     ) -> Result<Vec<Row>, SourceError> {
-        let raw = self.engine.run(statement).await.map_err(|e| {
-            let place = match after {
-                Some(k) => format!("after key {k}"),
-                None => "from the start".into(),
-            };
-            SourceError::Read(format!("reading {place} failed: {}", self.url.scrub(&e)))
+        let place = || match after {
+            Some(k) => format!("after key {k}"),
+            None => "from the start".into(),
+        };
+        // Retrying the same statement resumes where the scan stood: the pager builds it
+        // from the last key it received, and a failed statement delivers no rows.
+        let raw = retry(
+            || self.engine.run(statement),
+            tokio::time::sleep,
+            |attempt, delay, error| {
+                tracing::warn!(
+                    source = %self.url,
+                    at = %place(),
+                    attempt,
+                    max_attempts = MAX_ATTEMPTS,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    error = %self.url.scrub(&error.message),
+                    "Statement failed on a lost connection; retrying."
+                );
+            },
+        )
+        .await
+        .map_err(|Exhausted { error, attempts }| {
+            let message = self.url.scrub(&error.message);
+            SourceError::Read(if error.transient {
+                format!("reading {} failed after {attempts} attempts: {message}", place())
+            } else {
+                format!("reading {} failed: {message}", place())
+            })
         })?;
         let mut rows: Vec<Row> = Vec::with_capacity(raw.len());
         for cells in raw {
@@ -398,13 +447,21 @@ fn convert(cells: Vec<Option<Vec<u8>>>, shape: &Shape, prev: Option<&Key>) -> Re
     }
     let mut cells = cells.into_iter();
     let mut parts = Vec::with_capacity(shape.key.len());
-    for (name, ty) in shape.key.iter().zip(&shape.key_types) {
+    for ((name, ty), kind) in shape.key.iter().zip(&shape.key_types).zip(&shape.key_kinds) {
         let value = match cells.next().flatten() {
             None => Value::Null,
-            Some(bytes) => Value::Text(
-                String::from_utf8(bytes)
-                    .map_err(|_| SourceError::Read(format!("key column `{name}` {}: not UTF-8", place())))?,
-            ),
+            Some(bytes) => {
+                // (A binary UUID key keeps its hex: a UUID key parses 32 hex digits.)
+                let bytes = if *kind == Kind::Bytes && *ty == KeyType::Text {
+                    unhex(&bytes)
+                        .map_err(|e| SourceError::Read(format!("key column `{name}` {}: {e}", place())))?
+                } else {
+                    bytes
+                };
+                Value::Text(String::from_utf8(bytes).map_err(|_| {
+                    SourceError::Read(format!("key column `{name}` {}: not UTF-8 text", place()))
+                })?)
+            }
         };
         let part = match KeyPart::from_value(&value, *ty) {
             Ok(part) => part,
@@ -445,6 +502,12 @@ fn value_of(bytes: Vec<u8>, kind: Kind) -> Result<Value, String> {
         Kind::Decimal => Value::Decimal(text),
         Kind::Float => match text.parse::<f64>() {
             Ok(f) => Value::Float(f),
+            Err(_) => Value::Text(text),
+        },
+        // The exact single-precision value (MySQL sends it widened to a double), then
+        // its shortest decimal form: what the column holds, without widening noise.
+        Kind::Float32 => match text.parse::<f32>() {
+            Ok(f) => Value::Float(f.to_string().parse::<f64>().unwrap_or(f64::from(f))),
             Err(_) => Value::Text(text),
         },
         Kind::Bool => match text.as_str() {
@@ -498,6 +561,190 @@ pub fn error_message(e: &sqlx::Error) -> String {
     }
 }
 
+/// Attempts a statement gets when its connection keeps failing: the first run and up
+/// to `MAX_ATTEMPTS - 1` retries.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The ceiling of the wait before the first retry; it doubles with each further retry.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+
+/// The most any one wait between attempts may reach.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Why a statement failed, as [`Engine::run`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunError {
+    /// True when the connection failed rather than the statement (lost, reset, refused,
+    /// the server shutting down), so that the same statement may succeed on a fresh one.
+    pub transient: bool,
+    /// The server's or driver's message; callers scrub it of the URL's secrets.
+    pub message: String,
+}
+
+impl RunError {
+    /// A failure retrying cannot fix (bad SQL, a value that does not decode).
+    pub fn permanent(message: impl Into<String>) -> RunError {
+        RunError {
+            transient: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a failure is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// The connection's fault: retry on a fresh one.
+    Transient,
+    /// The server cancelled the statement at its statement timeout: retrying would only
+    /// load the server again for as long, so it fails, saying so.
+    Timeout,
+    /// The statement's fault.
+    Permanent,
+}
+
+/// Classifies a server error by its SQLSTATE and, for MySQL/MariaDB, its error number.
+fn classify_database(sqlstate: Option<&str>, mysql_number: Option<u16>, message: &str) -> Class {
+    if let Some(number) = mysql_number {
+        return match number {
+            // CR_SERVER_GONE_ERROR, CR_SERVER_LOST, ER_CONNECTION_KILLED,
+            // ER_SERVER_SHUTDOWN, ER_CON_COUNT_ERROR, ER_CLIENT_INTERACTION_TIMEOUT.
+            2006 | 2013 | 1927 | 1053 | 1040 | 4031 => Class::Transient,
+            // MySQL's max_execution_time, MariaDB's max_statement_time.
+            3024 | 1969 => Class::Timeout,
+            _ if sqlstate.is_some_and(|s| s.starts_with("08")) => Class::Transient,
+            _ => Class::Permanent,
+        };
+    }
+    match sqlstate {
+        // Class 08: connection exception.
+        Some(s) if s.starts_with("08") => Class::Transient,
+        // admin_shutdown (pg_terminate_backend too), crash_shutdown, cannot_connect_now,
+        // idle_session_timeout, too_many_connections; serialization_failure and
+        // deadlock_detected are what a hot standby cancels a read with when it conflicts
+        // with replay, and a retry then usually succeeds.
+        Some("57P01" | "57P02" | "57P03" | "57P05" | "53300" | "40001" | "40P01") => Class::Transient,
+        // query_canceled: by the statement timeout, or by someone on purpose.
+        Some("57014") if message.contains("statement timeout") => Class::Timeout,
+        _ => Class::Permanent,
+    }
+}
+
+/// A driver error as a [`RunError`]: transient when the connection failed (I/O, a
+/// protocol error from a dead socket, no connection before the pool's timeout, the
+/// server's connection-class errors), permanent otherwise; a statement timeout says so.
+pub fn run_error(e: &sqlx::Error) -> RunError {
+    let class = match e {
+        sqlx::Error::Database(db) => {
+            let number = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|m| m.number());
+            classify_database(db.code().as_deref(), number, db.message())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => Class::Transient,
+        _ => Class::Permanent,
+    };
+    let message = match e {
+        sqlx::Error::PoolTimedOut => "timed out opening a connection to the server".to_owned(),
+        _ => error_message(e),
+    };
+    match class {
+        Class::Transient => RunError {
+            transient: true,
+            message,
+        },
+        Class::Timeout => RunError::permanent(format!(
+            "the statement hit the statement timeout ({STATEMENT_TIMEOUT_SECS}s): {message}"
+        )),
+        Class::Permanent => RunError::permanent(message),
+    }
+}
+
+/// The ceiling of the wait after failed attempt `attempt` (counting from 1):
+/// [`BACKOFF_BASE`] doubled for each earlier retry, at most [`BACKOFF_CAP`].
+pub fn backoff_ceiling(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_CAP)
+}
+
+/// A cheap xorshift source of jitter: spreading retries needs no cryptographic quality.
+struct Jitter(u64);
+
+impl Jitter {
+    /// Seeded from the clock, so that parallel runs retrying at once spread apart.
+    fn seeded() -> Jitter {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        // xorshift never leaves zero.
+        Jitter((nanos ^ 0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// "Full jitter": a wait drawn uniformly from zero to `ceiling`, in milliseconds.
+    fn below(&mut self, ceiling: Duration) -> Duration {
+        let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(self.next() % ms.saturating_add(1))
+    }
+}
+
+/// How a retried operation ended without success.
+#[derive(Debug)]
+pub struct Exhausted {
+    /// The last attempt's error.
+    pub error: RunError,
+    /// Attempts made, the last included.
+    pub attempts: u32,
+}
+
+/// Runs `op` until it succeeds, fails permanently, or has failed [`MAX_ATTEMPTS`]
+/// times, waiting a jittered [`backoff_ceiling`] (through `sleep`) between attempts and
+/// telling `on_retry` the failed attempt, the wait and the error before each wait.
+pub async fn retry<T, Op, Fut, Sleep, Slept>(
+    mut op: Op,
+    mut sleep: Sleep,
+    mut on_retry: impl FnMut(u32, Duration, &RunError),
+) -> Result<T, Exhausted>
+where
+    Op: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RunError>>,
+    Sleep: FnMut(Duration) -> Slept,
+    Slept: Future<Output = ()>,
+{
+    let mut jitter = Jitter::seeded();
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.transient && attempt < MAX_ATTEMPTS => {
+                let delay = jitter.below(backoff_ceiling(attempt));
+                on_retry(attempt, delay, &error);
+                sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(Exhausted {
+                    error,
+                    attempts: attempt,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +758,17 @@ mod tests {
             ("tinyint", "tinyint(4)", Some(Kind::Integer)),
             ("numeric", "", Some(Kind::Decimal)),
             ("double precision", "", Some(Kind::Float)),
+            ("double", "double", Some(Kind::Float)),
+            ("FLOAT8", "", Some(Kind::Float)),
+            ("real", "", Some(Kind::Float32)),
+            ("float", "float(7,3)", Some(Kind::Float32)),
+            ("FLOAT4", "", Some(Kind::Float32)),
+            ("mediumint unsigned", "mediumint(8) unsigned", Some(Kind::Integer)),
+            ("enum", "enum('a','b')", Some(Kind::Text)),
+            ("BOOLEAN", "tinyint(1)", Some(Kind::Bool)),
+            ("json", "", Some(Kind::Json)),
+            ("int4[]", "", None),
+            ("time with time zone", "", None),
             ("character", "", Some(Kind::Text)),
             ("USER-DEFINED", "", Some(Kind::Text)),
             ("bytea", "", Some(Kind::Bytes)),
@@ -563,5 +821,370 @@ mod tests {
             value_of(b"NaN".to_vec(), Kind::Float).is_ok_and(|v| matches!(v, Value::Float(f) if f.is_nan()))
         );
         assert!(value_of(b"abc".to_vec(), Kind::Bytes).is_err());
+        // Single precision by its shortest single-precision form, whether the server
+        // sends that (PostgreSQL) or the value widened to a double (MySQL `+ 0e0`).
+        for (text, expected) in [
+            ("0.1", 0.1),
+            ("0.10000000149011612", 0.1),
+            ("0.3333333432674408", 0.333_333_34),
+            ("16777217", 16_777_216.0),
+            ("3.3999999521443642e38", 3.4e38),
+            ("-0", -0.0),
+        ] {
+            assert_eq!(
+                value_of(text.as_bytes().to_vec(), Kind::Float32),
+                Ok(Value::Float(expected)),
+                "{text}"
+            );
+        }
+        assert!(
+            value_of(b"Infinity".to_vec(), Kind::Float32).is_ok_and(|v| v == Value::Float(f64::INFINITY))
+        );
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::source::sql::Param;
+
+    fn transient(message: &str) -> RunError {
+        RunError {
+            transient: true,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_transient_and_statement_failures_are_not() {
+        let pg = |code: &str, message: &str| classify_database(Some(code), None, message);
+        assert_eq!(pg("08006", "connection failure"), Class::Transient);
+        assert_eq!(pg("08P01", "protocol violation"), Class::Transient);
+        assert_eq!(
+            pg("57P01", "terminating connection due to administrator command"),
+            Class::Transient
+        );
+        assert_eq!(pg("57P02", "crash shutdown"), Class::Transient);
+        assert_eq!(
+            pg("57P03", "the database system is starting up"),
+            Class::Transient
+        );
+        assert_eq!(
+            pg("57014", "canceling statement due to statement timeout"),
+            Class::Timeout
+        );
+        assert_eq!(
+            pg("57014", "canceling statement due to user request"),
+            Class::Permanent
+        );
+        assert_eq!(pg("42601", "syntax error at or near \"SELEC\""), Class::Permanent);
+        assert_eq!(pg("42703", "column \"x\" does not exist"), Class::Permanent);
+        assert_eq!(classify_database(None, None, "?"), Class::Permanent);
+
+        let my = |number: u16, sqlstate: &str| classify_database(Some(sqlstate), Some(number), "");
+        assert_eq!(my(2006, "HY000"), Class::Transient);
+        assert_eq!(my(2013, "HY000"), Class::Transient);
+        assert_eq!(my(1927, "70100"), Class::Transient);
+        assert_eq!(my(1053, "08S01"), Class::Transient);
+        assert_eq!(my(1160, "08S01"), Class::Transient);
+        // KILL QUERY is someone's decision, not a lost connection.
+        assert_eq!(my(1317, "70100"), Class::Permanent);
+        assert_eq!(my(1969, "70100"), Class::Timeout);
+        assert_eq!(my(3024, "HY000"), Class::Timeout);
+        assert_eq!(my(1064, "42000"), Class::Permanent);
+        assert_eq!(my(1054, "42S22"), Class::Permanent);
+    }
+
+    #[test]
+    fn driver_errors_are_classified_by_what_failed() {
+        let io = |kind| run_error(&sqlx::Error::Io(std::io::Error::from(kind)));
+        assert!(io(std::io::ErrorKind::ConnectionReset).transient);
+        assert!(io(std::io::ErrorKind::ConnectionRefused).transient);
+        assert!(io(std::io::ErrorKind::UnexpectedEof).transient);
+        assert!(io(std::io::ErrorKind::BrokenPipe).transient);
+        assert!(run_error(&sqlx::Error::Protocol("unexpected end of stream".into())).transient);
+        let timed_out = run_error(&sqlx::Error::PoolTimedOut);
+        assert_eq!(
+            timed_out,
+            RunError {
+                transient: true,
+                message: "timed out opening a connection to the server".into()
+            }
+        );
+        assert!(!run_error(&sqlx::Error::ColumnNotFound("x".into())).transient);
+        assert!(!run_error(&sqlx::Error::PoolClosed).transient);
+        assert!(!run_error(&sqlx::Error::RowNotFound).transient);
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let ms = |attempt| backoff_ceiling(attempt).as_millis();
+        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5)], [200, 400, 800, 1600, 3200]);
+        assert_eq!(ms(6), 5000);
+        assert_eq!(ms(u32::MAX), 5000);
+    }
+
+    #[test]
+    fn jitter_stays_within_the_ceiling_and_varies() {
+        let mut jitter = Jitter::seeded();
+        let ceiling = Duration::from_millis(200);
+        let draws: Vec<Duration> = (0..1000).map(|_| jitter.below(ceiling)).collect();
+        assert!(draws.iter().all(|d| *d <= ceiling));
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 50, "{} distinct waits", distinct.len());
+        assert_eq!(jitter.below(Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Runs `retry` over answers given in order, without sleeping; returns the outcome,
+    /// the attempts made and the waits asked for.
+    fn drive_retry(answers: Vec<Result<u32, RunError>>) -> (Result<u32, Exhausted>, usize, Vec<Duration>) {
+        let answers = Mutex::new(answers.into_iter());
+        let calls = Mutex::new(0);
+        let waits = Mutex::new(Vec::new());
+        let mut told = Vec::new();
+        let outcome = block_on(retry(
+            || {
+                *calls.lock().unwrap() += 1;
+                let answer = answers.lock().unwrap().next().expect("an answer per attempt");
+                std::future::ready(answer)
+            },
+            |d| {
+                waits.lock().unwrap().push(d);
+                std::future::ready(())
+            },
+            |attempt, delay, error| told.push((attempt, delay, error.clone())),
+        ));
+        let waits = waits.into_inner().unwrap();
+        assert_eq!(told.len(), waits.len());
+        for (i, (attempt, delay, error)) in told.iter().enumerate() {
+            assert_eq!(*attempt as usize, i + 1);
+            assert_eq!(*delay, waits[i]);
+            assert!(
+                *delay <= backoff_ceiling(*attempt),
+                "{delay:?} after attempt {attempt}"
+            );
+            assert!(error.transient);
+        }
+        (outcome, calls.into_inner().unwrap(), waits)
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_one_succeeds() {
+        let (outcome, calls, waits) =
+            drive_retry(vec![Err(transient("reset")), Err(transient("refused")), Ok(7)]);
+        assert_eq!(outcome.unwrap(), 7);
+        assert_eq!(calls, 3);
+        assert_eq!(waits.len(), 2);
+    }
+
+    #[test]
+    fn a_failure_that_persists_stops_after_the_last_attempt() {
+        let answers = (0..10).map(|i| Err(transient(&format!("gone {i}")))).collect();
+        let (outcome, calls, waits) = drive_retry(answers);
+        let exhausted = outcome.unwrap_err();
+        assert_eq!(exhausted.attempts, MAX_ATTEMPTS);
+        assert_eq!(exhausted.error, transient("gone 4"));
+        assert_eq!(calls, MAX_ATTEMPTS as usize);
+        assert_eq!(waits.len(), MAX_ATTEMPTS as usize - 1);
+    }
+
+    #[test]
+    fn a_permanent_failure_is_not_retried() {
+        let (outcome, calls, waits) = drive_retry(vec![
+            Err(transient("reset")),
+            Err(RunError::permanent("syntax error")),
+            Ok(1),
+        ]);
+        let exhausted = outcome.unwrap_err();
+        assert_eq!(exhausted.error, RunError::permanent("syntax error"));
+        assert_eq!(exhausted.attempts, 2);
+        assert_eq!((calls, waits.len()), (2, 1));
+    }
+
+    /// `?` placeholders, plain key expressions.
+    struct Plain;
+
+    impl Dialect for Plain {
+        fn placeholder(&self, _index: usize) -> String {
+            "?".into()
+        }
+        fn key_expr(&self, column: &str, _ty: KeyType, _cast: bool) -> String {
+            column.to_owned()
+        }
+    }
+
+    /// A server holding `(id, tag)` rows sorted by id, answering the keyset statements
+    /// and failing the statements whose (0-based) numbers are in `fail` with a lost
+    /// connection, as many times as they are listed.
+    struct Flaky {
+        table: Vec<(i64, String)>,
+        fail: Mutex<Vec<usize>>,
+        statements: Mutex<usize>,
+        failures: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Engine for Flaky {
+        type Dialect = Plain;
+        const NAME: &'static str = "flaky";
+
+        fn dialect(&self, _columns: &[ServerColumn], _nullable_keys: bool) -> Plain {
+            Plain
+        }
+
+        async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
+            {
+                let mut statements = self.statements.lock().unwrap();
+                let mut fail = self.fail.lock().unwrap();
+                if let Some(i) = fail.iter().position(|f| *f == *statements) {
+                    fail.remove(i);
+                    *self.failures.lock().unwrap() += 1;
+                    return Err(transient("server closed the connection unexpectedly"));
+                }
+                *statements += 1;
+            }
+            let int = |p: &Param| match p {
+                Param::Int(i) => *i,
+                Param::Text(_) => panic!("integer keys only"),
+            };
+            let rows: Vec<&(i64, String)> = if statement.sql.contains("LIMIT") {
+                let limit = int(statement.params.last().unwrap()) as usize;
+                let after = (statement.params.len() == 2).then(|| int(&statement.params[0]));
+                self.table
+                    .iter()
+                    .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                    .take(limit)
+                    .collect()
+            } else if statement.sql.contains(" IN (") {
+                let keys: Vec<i64> = statement.params.iter().map(int).collect();
+                self.table.iter().filter(|(id, _)| keys.contains(id)).collect()
+            } else {
+                let key = int(&statement.params[0]);
+                self.table.iter().filter(|(id, _)| *id == key).collect()
+            };
+            Ok(rows
+                .into_iter()
+                .map(|(id, tag)| vec![Some(id.to_string().into_bytes()), Some(tag.clone().into_bytes())])
+                .collect())
+        }
+    }
+
+    fn flaky_source(table: &[(i64, &str)], fail: Vec<usize>) -> ServerSource<Flaky> {
+        let engine = Flaky {
+            table: table.iter().map(|(id, tag)| (*id, (*tag).to_owned())).collect(),
+            fail: Mutex::new(fail),
+            statements: Mutex::new(0),
+            failures: Mutex::new(0),
+        };
+        let config = SqlServerConfig {
+            url: RedactedUrl::new("flaky://user:pw@db.example/app"),
+            target: SqlTarget::Table("t".into()),
+            filter: None,
+        };
+        let columns = vec![
+            ServerColumn {
+                name: "id".into(),
+                kind: Kind::Integer,
+                nullable: false,
+            },
+            ServerColumn {
+                name: "tag".into(),
+                kind: Kind::Text,
+                nullable: true,
+            },
+        ];
+        ServerSource::new(engine, &config, columns)
+    }
+
+    fn spec(page_size: usize) -> ScanSpec {
+        ScanSpec {
+            key: vec!["id".into()],
+            key_types: vec![KeyType::Integer],
+            columns: vec!["tag".into()],
+            tiebreak: vec![],
+            page_size,
+            memory_budget: 0,
+        }
+    }
+
+    async fn scan_all(
+        source: &mut ServerSource<Flaky>,
+        page_size: usize,
+    ) -> Result<Vec<(i64, String)>, SourceError> {
+        source.scan(&spec(page_size)).await?;
+        let mut rows = Vec::new();
+        while let Some(page) = source.next_page().await? {
+            for row in page {
+                let KeyPart::Int(id) = row.key.0[0] else {
+                    panic!("integer key")
+                };
+                let Value::Text(tag) = &row.values[0] else {
+                    panic!("text tag")
+                };
+                rows.push((id, tag.clone()));
+            }
+        }
+        Ok(rows)
+    }
+
+    #[tokio::test]
+    async fn a_scan_resumes_after_lost_connections_without_duplicating_or_skipping_rows() {
+        // Page size 3: the first page reads ids 1..=3 plus one more (the run of 4s, which
+        // is held back); the run of 5s fills a page by itself and is read by `key = ?`.
+        let table = [
+            (1, "a"),
+            (2, "b"),
+            (3, "c"),
+            (4, "d1"),
+            (4, "d2"),
+            (5, "e1"),
+            (5, "e2"),
+            (5, "e3"),
+            (5, "e4"),
+            (6, "f"),
+            (7, "g"),
+        ];
+        let expected: Vec<(i64, String)> = table.iter().map(|(i, t)| (*i, (*t).to_owned())).collect();
+        let clean = scan_all(&mut flaky_source(&table, vec![]), 3).await.unwrap();
+        assert_eq!(clean, expected);
+        // The first page fails once, the page the run of 5s fills twice, the `key = ?`
+        // read of that run once: every retry reissues what the pager asked for.
+        let mut source = flaky_source(&table, vec![0, 2, 2, 3]);
+        let rows = scan_all(&mut source, 3).await.unwrap();
+        assert_eq!(rows, expected);
+        assert_eq!(*source.engine.failures.lock().unwrap(), 4);
+        assert!(source.engine.fail.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stays_lost_fails_the_scan_naming_the_key_and_the_attempts() {
+        let table = [(1, "a"), (2, "b"), (3, "c"), (4, "d")];
+        // Statement 1 (after key 2) fails on every attempt.
+        let mut source = flaky_source(&table, vec![1; MAX_ATTEMPTS as usize]);
+        let err = scan_all(&mut source, 2).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading after key 2 failed after 5 attempts: server closed the connection unexpectedly"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recheck_fetch_is_retried_too() {
+        let table = [(1, "a"), (2, "b"), (3, "c")];
+        let mut source = flaky_source(&table, vec![0]);
+        let keys = [Key(vec![KeyPart::Int(3)]), Key(vec![KeyPart::Int(1)])];
+        let rows = source.fetch(&spec(10), &keys).await.unwrap();
+        let ids: Vec<&Key> = rows.iter().map(|r| &r.key).collect();
+        assert_eq!(ids, vec![&keys[1], &keys[0]]);
+        assert_eq!(*source.engine.failures.lock().unwrap(), 1);
     }
 }
