@@ -530,13 +530,23 @@ fn require<'c>(
     name: &str,
     what: &str,
 ) -> Result<&'c Column, (Side, String)> {
-    find(columns, name).ok_or_else(|| {
+    let column = find(columns, name).ok_or_else(|| {
         let list: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         (
             side,
             format!("{what}column `{name}` not found (columns: {})", list.join(", ")),
         )
-    })
+    })?;
+    match &column.unsupported {
+        None => Ok(column),
+        Some(ty) => Err((
+            side,
+            format!(
+                "{what}column `{name}` has type `{ty}`, which recon cannot compare \
+                 (cast it in a `query`, or leave it out of `fields`)"
+            ),
+        )),
+    }
 }
 
 /// The column found, or `None` after adding the problem to `problems`.

@@ -22,6 +22,10 @@ pub struct Column {
     pub name: String,
     /// The type the source knows the column to have, if any.
     pub declared: Option<FieldType>,
+    /// The column's own type name when recon cannot compare it (a PostgreSQL
+    /// `interval`): a job that compares or keys by the column is refused, one that
+    /// leaves it out is not.
+    pub unsupported: Option<String>,
 }
 
 /// What a scan reads: which key columns (typed), which other columns, in what page size.

@@ -50,7 +50,11 @@ impl CsvSource {
             config: config.clone(),
             columns: names
                 .into_iter()
-                .map(|name| Column { name, declared: None })
+                .map(|name| Column {
+                    name,
+                    declared: None,
+                    unsupported: None,
+                })
                 .collect(),
             scan: None,
         })

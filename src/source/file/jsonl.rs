@@ -79,6 +79,7 @@ impl JsonlSource {
             .map(|(name, sample)| Column {
                 declared: pointer_type(&name).unwrap_or(sample).declared(),
                 name,
+                unsupported: None,
             })
             .collect();
         for ((name, _), sample) in config.columns.iter().zip(&pointer_types) {
@@ -86,6 +87,7 @@ impl JsonlSource {
                 columns.push(Column {
                     name: name.clone(),
                     declared: sample.declared(),
+                    unsupported: None,
                 });
             }
         }

@@ -225,11 +225,7 @@ impl ServerSource<Mysql> {
             SqlTarget::Table(table) => table_columns(&pool, table).await?,
             SqlTarget::Query(query) => query_columns(&pool, query).await?,
         };
-        let what = match &config.target {
-            SqlTarget::Table(t) => format!("table `{t}`"),
-            SqlTarget::Query(_) => "query".into(),
-        };
-        let columns = map_columns(described, &what)?;
+        let columns = map_columns(described);
         Ok(ServerSource::new(Mysql { pool, bare_keys }, config, columns))
     }
 }

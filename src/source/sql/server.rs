@@ -123,34 +123,38 @@ pub struct ServerColumn {
     pub nullable: bool,
 }
 
-/// Maps catalog rows `(name, data_type, column_type, nullable)` to columns, failing
-/// with every unsupported column at once.
-pub fn map_columns(
-    described: Vec<(String, String, String, bool)>,
-    what: &str,
-) -> Result<Vec<ServerColumn>, SourceError> {
-    let mut columns = Vec::with_capacity(described.len());
-    let mut unsupported = Vec::new();
+/// The columns of a table or query.
+pub struct MappedColumns {
+    /// Columns of a type recon reads and compares.
+    pub supported: Vec<ServerColumn>,
+    /// Every column in catalog order as jobs see it; one whose type recon cannot compare
+    /// carries that type in `unsupported` (refused only if a job uses it).
+    pub columns: Vec<Column>,
+}
+
+/// Maps catalog rows `(name, data_type, column_type, nullable)` to columns.
+pub fn map_columns(described: Vec<(String, String, String, bool)>) -> MappedColumns {
+    let mut mapped = MappedColumns {
+        supported: Vec::with_capacity(described.len()),
+        columns: Vec::with_capacity(described.len()),
+    };
     for (name, data_type, column_type, nullable) in described {
-        match Kind::of(&data_type, &column_type) {
-            Some(kind) => columns.push(ServerColumn { name, kind, nullable }),
-            None => {
-                let shown = if column_type.is_empty() {
-                    data_type
-                } else {
-                    column_type
-                };
-                unsupported.push(format!("column `{name}` has type `{shown}`"));
-            }
+        let kind = Kind::of(&data_type, &column_type);
+        let shown = if column_type.is_empty() {
+            data_type
+        } else {
+            column_type
+        };
+        mapped.columns.push(Column {
+            name: name.clone(),
+            declared: kind.map(Kind::field_type),
+            unsupported: kind.is_none().then_some(shown),
+        });
+        if let Some(kind) = kind {
+            mapped.supported.push(ServerColumn { name, kind, nullable });
         }
     }
-    if !unsupported.is_empty() {
-        return Err(SourceError::Schema(format!(
-            "{what}: {}, which recon cannot compare (cast it in a `query`)",
-            unsupported.join(", ")
-        )));
-    }
-    Ok(columns)
+    mapped
 }
 
 /// One database server: its dialect, and how a statement is run.
@@ -203,14 +207,11 @@ struct Shape {
 
 impl<E: Engine> ServerSource<E> {
     /// A source over an open engine whose columns are known.
-    pub fn new(engine: E, config: &SqlServerConfig, server_columns: Vec<ServerColumn>) -> ServerSource<E> {
-        let columns = server_columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                declared: Some(c.kind.field_type()),
-            })
-            .collect();
+    pub fn new(engine: E, config: &SqlServerConfig, mapped: MappedColumns) -> ServerSource<E> {
+        let MappedColumns {
+            supported: server_columns,
+            columns,
+        } = mapped;
         ServerSource {
             engine,
             url: config.url.clone(),
@@ -784,20 +785,22 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_columns_are_all_named() {
-        let err = map_columns(
-            vec![
-                ("a".into(), "interval".into(), String::new(), true),
-                ("b".into(), "text".into(), String::new(), true),
-                ("c".into(), "bit".into(), "bit(3)".into(), true),
-            ],
-            "table `t`",
-        )
-        .unwrap_err();
+    fn unsupported_columns_keep_their_place_and_type() {
+        let mapped = map_columns(vec![
+            ("a".into(), "interval".into(), String::new(), true),
+            ("b".into(), "text".into(), String::new(), true),
+            ("c".into(), "bit".into(), "bit(3)".into(), true),
+        ]);
+        let supported: Vec<&str> = mapped.supported.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(supported, ["b"]);
+        let columns: Vec<(&str, Option<&str>)> = mapped
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.unsupported.as_deref()))
+            .collect();
         assert_eq!(
-            err.to_string(),
-            "table `t`: column `a` has type `interval`, column `c` has type `bit(3)`, \
-             which recon cannot compare (cast it in a `query`)"
+            columns,
+            [("a", Some("interval")), ("b", None), ("c", Some("bit(3)"))]
         );
     }
 
@@ -1102,6 +1105,17 @@ mod retry_tests {
                 nullable: true,
             },
         ];
+        let columns = MappedColumns {
+            columns: columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    declared: Some(c.kind.field_type()),
+                    unsupported: None,
+                })
+                .collect(),
+            supported: columns,
+        };
         ServerSource::new(engine, &config, columns)
     }
 

@@ -195,6 +195,7 @@ impl SqliteSource {
                 let column = Column {
                     name,
                     declared: field_type_for_declared(&declared),
+                    unsupported: None,
                 };
                 (column, Affinity::of(&declared))
             })
