@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::compare::merge::{Cursor, GroupSink, MergeError, merge};
 use crate::compare::recheck::{Pending, Reread, recheck};
@@ -122,7 +122,7 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
             let failure = fail_job(job, e);
             summary.error = Some(failure.to_string());
             summary.finished_at = rfc3339(Utc::now());
-            warn!(job = %job.name, error = %failure, "Job failed.");
+            info!(job = %job.name, error = %failure, "Job failed.");
             return JobOutcome { summary, report_dir };
         }
     };
@@ -147,14 +147,14 @@ pub async fn run_job(job: &Job, options: &RunOptions) -> JobOutcome {
             if let Err(e) = reports.finish(summary) {
                 fail_summary(job, summary, fail_job(job, e));
                 if let Err(e) = crate::report::write_summary(&report_dir, summary) {
-                    warn!(job = %job.name, error = %e, "Could not write the failed job's summary.");
+                    error!(job = %job.name, error = %e, "Could not write the failed job's summary.");
                 }
             }
         }
         Err(failure) => {
             fail_summary(job, &mut run.summary, failure);
             if let Err(e) = reports.finish_failed(&report_dir, &run.summary) {
-                warn!(job = %job.name, error = %e, "Could not write the failed job's summary.");
+                error!(job = %job.name, error = %e, "Could not write the failed job's summary.");
             }
         }
     }
@@ -224,7 +224,7 @@ pub async fn check_sources(job: &Job) -> Vec<SourceProblem> {
 }
 
 fn fail_summary(job: &Job, summary: &mut Summary, failure: JobFailure) {
-    warn!(job = %job.name, error = %failure, "Job failed.");
+    info!(job = %job.name, error = %failure, "Job failed.");
     summary.status = Status::Failed;
     summary.error = Some(failure.to_string());
     summary.finished_at = rfc3339(Utc::now());
@@ -341,10 +341,15 @@ impl JobRun<'_> {
         };
 
         if !pending.is_empty() {
+            info!(
+                job = %job.name,
+                keys = pending.len(),
+                after_ms = job.compare.recheck_after.as_millis() as u64,
+                "Rechecking inconsistent keys."
+            );
             if !job.compare.recheck_after.is_zero() {
                 tokio::time::sleep(job.compare.recheck_after).await;
             }
-            info!(job = %job.name, keys = pending.len(), "Rechecking inconsistent keys.");
             let fresh = recheck(
                 &pending,
                 recheck_owner.then_some(Reread {

@@ -64,8 +64,10 @@ pub fn main(cli: Cli) -> ExitStatus {
 
 fn init_logging(format: LogFormat, verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Warnings by default: a retried connection or an incomparable field is worth a line
+    // in a cron log, and a failed job's error is printed by the CLI itself.
     let default = match verbose {
-        0 => "error",
+        0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",

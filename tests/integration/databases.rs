@@ -417,3 +417,110 @@ fn check_connect_lists_every_problem_without_reading_rows() {
     // Without --connect nothing is touched: the same job is valid.
     assert_exit(&w.run(&["check", "down.toml"]), EXIT_CONSISTENT);
 }
+
+/// Runs `recon -v run job.toml --out out` in `w`; once the scan is over and the recheck
+/// waits, runs `converge`; returns the finished output.
+fn run_converging_during_recheck(w: &Workdir, converge: impl FnOnce()) -> std::process::Output {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recon"))
+        .args(["-v", "--log-format", "json", "run", "job.toml", "--out", "out"])
+        .current_dir(w.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start recon");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read stderr");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Rechecking inconsistent keys.") {
+            break;
+        }
+    }
+    assert!(seen.contains("Rechecking"), "the recheck never started:\n{seen}");
+    converge();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let mut out = child.wait_with_output().expect("wait for recon");
+    out.stderr = format!("{seen}{}", rest.join("\n")).into_bytes();
+    out
+}
+
+#[test]
+fn recheck_reads_inconsistent_keys_again_on_both_engines() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let pg = PgSchema::new(&pg_url, "rchk");
+    pg.exec(&[
+        "CREATE TABLE t (id integer PRIMARY KEY, status text)",
+        "INSERT INTO t SELECT n, 'paid' FROM generate_series(1, 50) AS n",
+    ]);
+    let my = MyDatabase::new(&my_url, "rchk");
+    let rows: Vec<String> = (1..=50).map(|n| format!("({n}, 'paid')")).collect();
+    my.exec(&[
+        "CREATE TABLE t (id int PRIMARY KEY, status varchar(20))",
+        &format!("INSERT INTO t VALUES {}", rows.join(", ")),
+        // In flight: replication will deliver these two while recon waits...
+        "UPDATE t SET status = 'pending' WHERE id = 7",
+        "DELETE FROM t WHERE id = 8",
+        // ...and these two are real drift.
+        "UPDATE t SET status = 'lost' WHERE id = 20",
+        "DELETE FROM t WHERE id = 21",
+    ]);
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &pg.source("t", "[\"id\"]"),
+            &my.source("t", "[\"id\"]"),
+            "[compare]\npage_size = 10\nrecheck_after = \"2s\"\n",
+        ),
+    );
+    let out = run_converging_during_recheck(&w, || {
+        my.exec(&[
+            "UPDATE t SET status = 'paid' WHERE id = 7",
+            "INSERT INTO t VALUES (8, 'paid')",
+        ]);
+    });
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let expected: BTreeSet<Finding> = [
+        finding("mismatch", json!({"id": 20}), Some("status")),
+        finding("missing_in_replica", json!({"id": 21}), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w.findings("db"), expected);
+    let summary = w.summary("db");
+    assert_eq!(summary["resolved_in_flight"], json!(2));
+    assert_eq!(summary["missing_in_replica"], json!(1));
+    assert_eq!(summary["mismatched_rows"], json!(1));
+
+    // And the other way round, drift on the PostgreSQL side converging.
+    pg.exec(&["UPDATE t SET status = 'void' WHERE id = 30"]);
+    let w2 = Workdir::new();
+    w2.write(
+        "job.toml",
+        job(
+            &my.source("t", "[\"id\"]"),
+            &pg.source("t", "[\"id\"]"),
+            "[compare]\nrecheck_after = \"2s\"\n",
+        ),
+    );
+    let out = run_converging_during_recheck(&w2, || {
+        pg.exec(&["UPDATE t SET status = 'paid' WHERE id = 30"]);
+    });
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let summary = w2.summary("db");
+    assert_eq!(summary["resolved_in_flight"], json!(1), "{summary}");
+    let expected: BTreeSet<Finding> = [
+        finding("mismatch", json!({"id": 20}), Some("status")),
+        finding("missing_in_owner", json!({"id": 21}), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(w2.findings("db"), expected);
+}
