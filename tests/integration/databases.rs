@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::support::db::*;
 use crate::support::*;
@@ -523,4 +524,47 @@ fn recheck_reads_inconsistent_keys_again_on_both_engines() {
     .into_iter()
     .collect();
     assert_eq!(w2.findings("db"), expected);
+}
+
+#[test]
+fn postgres_tls_is_used_as_the_url_asks() {
+    let Some(pg_url) = server_url("RECON_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let ssl: String = block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&pg_url).await.expect("connect");
+        sqlx::query_scalar("SHOW ssl")
+            .fetch_one(&mut conn)
+            .await
+            .expect("SHOW ssl")
+    });
+    if ssl != "on" {
+        eprintln!("skipped: the PostgreSQL server has ssl = {ssl}");
+        return;
+    }
+    let pg = PgSchema::new(&pg_url, "tls");
+    pg.exec(&[
+        "CREATE TABLE t (id integer PRIMARY KEY, v text)",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+    ]);
+    let with = |mode: &str| {
+        let sep = if pg_url.contains('?') { '&' } else { '?' };
+        pg.source("t", "[\"id\"]").replace(
+            "${RECON_TEST_POSTGRES_URL}",
+            &format!("{pg_url}{sep}sslmode={mode}"),
+        )
+    };
+    let w = Workdir::new();
+    w.write("job.toml", job(&with("require"), &with("require"), ""));
+    assert_consistent(&w, &w.run_job("job.toml"));
+    // verify-full checks the certificate, which a test server's self-signed one fails.
+    w.write("job.toml", job(&with("require"), &with("verify-full"), ""));
+    let out = w.run_job("job.toml");
+    assert_exit(&out, EXIT_FAILED);
+    assert!(
+        stderr(&out).contains("cannot connect to 127.0.0.1:5432"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
 }
