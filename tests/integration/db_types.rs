@@ -24,10 +24,6 @@ use crate::support::*;
 
 // --- helpers ----------------------------------------------------------------------------
 
-fn job(owner: &str, replica: &str, extra: &str) -> String {
-    format!("name = \"db\"\n\n[owner]\n{owner}\n\n[replica]\n{replica}\n\n{extra}")
-}
-
 /// A `[owner]`/`[replica]` body reading a custom query.
 fn pg_query(query: &str, key: &str) -> String {
     format!(
@@ -106,11 +102,6 @@ fn spec(def: &SourceDef, key_types: &[KeyType], cols: &[&str], page_size: usize)
         page_size,
         memory_budget: 1 << 20,
     }
-}
-
-fn assert_consistent(w: &Workdir, out: &std::process::Output) {
-    assert_exit(out, EXIT_CONSISTENT);
-    assert_eq!(w.findings("db"), BTreeSet::new());
 }
 
 /// Asserts the findings, and that none of them is a value that failed to parse.

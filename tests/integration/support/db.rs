@@ -163,3 +163,14 @@ impl Drop for MyDatabase {
         my_exec(&self.url, &[format!("DROP DATABASE IF EXISTS {}", self.name)]);
     }
 }
+
+/// A job named `db` over two source bodies, with `extra` sections after them.
+pub fn job(owner: &str, replica: &str, extra: &str) -> String {
+    format!("name = \"db\"\n\n[owner]\n{owner}\n\n[replica]\n{replica}\n\n{extra}")
+}
+
+/// Asserts that job `db` exited consistent and reported nothing.
+pub fn assert_consistent(w: &crate::support::Workdir, out: &std::process::Output) {
+    crate::support::assert_exit(out, crate::support::EXIT_CONSISTENT);
+    assert_eq!(w.findings("db"), std::collections::BTreeSet::new());
+}
