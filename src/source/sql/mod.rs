@@ -7,6 +7,7 @@
 //! the job as written is a custom `query` and the `where` filter, which are the job's own
 //! SQL by design.
 
+pub mod binary;
 pub mod mysql;
 pub mod postgres;
 pub mod server;

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,12 +24,13 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
 use super::server::{
-    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RunError, STATEMENT_TIMEOUT_SECS, ServerColumn,
-    ServerSource, connect_error, error_message, map_columns, run_error,
+    Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
+    ServerColumn, ServerSource, Streamed, connect_error, error_message, map_columns, pump, run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
-use crate::source::{KeyType, SourceError};
+use crate::source::{Key, KeyType, SourceError};
+use tokio::sync::mpsc;
 
 const DEFAULT_PORT: u16 = 3306;
 
@@ -145,6 +147,29 @@ impl Engine for Mysql {
         }
     }
 
+    fn stream(
+        &self,
+        statement: Statement,
+        decoder: Arc<Decoder>,
+        batch: usize,
+        after: Option<Key>,
+    ) -> mpsc::Receiver<Streamed> {
+        let (tx, rx) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut q = sqlx::query(&statement.sql);
+            for param in &statement.params {
+                q = match param {
+                    Param::Int(i) => q.bind(*i),
+                    Param::Text(s) => q.bind(s.clone()),
+                };
+            }
+            // One statement, its rows read as the server sends them.
+            pump(q.fetch(&pool), run_error, decoder, batch, after, tx).await;
+        });
+        rx
+    }
+
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
         let mut q = sqlx::query(&statement.sql);
         for param in &statement.params {
@@ -158,6 +183,17 @@ impl Engine for Mysql {
             .map(cells)
             .collect::<Result<_, _>>()
             .map_err(RunError::permanent)
+    }
+}
+
+impl RawRow for MySqlRow {
+    fn width(&self) -> usize {
+        self.len()
+    }
+
+    fn cell(&self, index: usize) -> Result<Option<&[u8]>, String> {
+        self.try_get_unchecked::<Option<&[u8]>, _>(index)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,12 +21,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeKind}
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
 use super::server::{
-    Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RunError, STATEMENT_TIMEOUT_SECS, ServerColumn,
-    ServerSource, connect_error, error_message, map_columns, run_error,
+    Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
+    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, pump, run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
-use crate::source::{KeyType, SourceError};
+use crate::source::{Key, KeyType, SourceError};
+use tokio::sync::mpsc;
 
 const DEFAULT_PORT: u16 = 5432;
 
@@ -38,6 +40,9 @@ pub struct PgDialect {
     kinds: HashMap<String, Kind>,
     text_order: HashMap<String, TextOrder>,
     nulls_first: bool,
+    /// For a streamed scan, its key columns: columns are then read in the binary forms
+    /// of [`stream_wire`] instead of all as text.
+    binary: Option<Vec<String>>,
 }
 
 /// How a text key column is put in byte order.
@@ -66,7 +71,25 @@ impl PgDialect {
             kinds,
             text_order,
             nulls_first,
+            binary: None,
         }
+    }
+}
+
+/// How a streamed scan reads a PostgreSQL column of `kind` (`is_key` for a key column):
+/// integers, decimals, UUIDs and bytes in their binary forms (and, outside the key,
+/// floating-point numbers and booleans), everything else as its text cast. Each binary
+/// form decodes to exactly the value its text would (see [`super::binary`]).
+pub fn stream_wire(kind: Kind, is_key: bool) -> Wire {
+    match kind {
+        Kind::Integer => Wire::Int8,
+        Kind::Decimal => Wire::Numeric,
+        Kind::Uuid => Wire::Uuid,
+        Kind::Bytes => Wire::Bytea,
+        Kind::Float if !is_key => Wire::Float8,
+        Kind::Float32 if !is_key => Wire::Float4,
+        Kind::Bool if !is_key => Wire::Bool,
+        _ => Wire::Text,
     }
 }
 
@@ -102,8 +125,22 @@ impl Dialect for PgDialect {
     }
 
     fn select_expr(&self, column: &str, name: &str) -> String {
-        let expr = match self.kinds.get(name) {
-            Some(Kind::Bytes) => format!("encode({column}, 'hex')"),
+        let kind = self.kinds.get(name).copied();
+        let expr = match (&self.binary, kind) {
+            (Some(key), Some(kind)) => {
+                let ty = match stream_wire(kind, key.iter().any(|k| k == name)) {
+                    Wire::Int8 => "bigint",
+                    Wire::Numeric => "numeric",
+                    Wire::Uuid => "uuid",
+                    Wire::Bytea => "bytea",
+                    Wire::Float8 => "double precision",
+                    Wire::Float4 => "real",
+                    Wire::Bool => "boolean",
+                    Wire::Text | Wire::Hex => "text",
+                };
+                format!("CAST({column} AS {ty})")
+            }
+            (None, Some(Kind::Bytes)) => format!("encode({column}, 'hex')"),
             _ => format!("CAST({column} AS text)"),
         };
         // An alias of its own: `ORDER BY "id"` must mean the column, not this text.
@@ -136,7 +173,41 @@ impl Engine for Postgres {
             kinds: columns.iter().map(|c| (c.name.clone(), c.kind)).collect(),
             text_order: self.text_order.clone(),
             nulls_first: nullable_keys,
+            binary: None,
         }
+    }
+
+    fn stream_dialect(&self, columns: &[ServerColumn], nullable_keys: bool, key: &[String]) -> PgDialect {
+        PgDialect {
+            binary: Some(key.to_vec()),
+            ..self.dialect(columns, nullable_keys)
+        }
+    }
+
+    fn wire(&self, kind: Kind, is_key: bool) -> Wire {
+        stream_wire(kind, is_key)
+    }
+
+    fn stream(
+        &self,
+        statement: Statement,
+        decoder: Arc<Decoder>,
+        batch: usize,
+        after: Option<Key>,
+    ) -> mpsc::Receiver<Streamed> {
+        let (tx, rx) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut q = sqlx::query(&statement.sql);
+            for param in &statement.params {
+                q = match param {
+                    Param::Int(i) => q.bind(*i),
+                    Param::Text(s) => q.bind(s.clone()),
+                };
+            }
+            pump(q.fetch(&pool), run_error, decoder, batch, after, tx).await;
+        });
+        rx
     }
 
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
@@ -152,6 +223,17 @@ impl Engine for Postgres {
             .map(cells)
             .collect::<Result<_, _>>()
             .map_err(RunError::permanent)
+    }
+}
+
+impl RawRow for PgRow {
+    fn width(&self) -> usize {
+        self.len()
+    }
+
+    fn cell(&self, index: usize) -> Result<Option<&[u8]>, String> {
+        self.try_get_unchecked::<Option<&[u8]>, _>(index)
+            .map_err(|e| e.to_string())
     }
 }
 

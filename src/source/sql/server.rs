@@ -1,17 +1,27 @@
 //! What the database-server backends (PostgreSQL, MySQL/MariaDB) share: the column
 //! catalog mapped to compared types, and a [`Source`] over any [`Engine`] built on the
-//! shared keyset statements and pager.
+//! shared keyset statements.
 //!
-//! Every column is read as text (the dialect casts it in SQL, bytes as hex), so decoding
-//! is trivial and exact: numerics never pass through a float, and the declared types
-//! tell `compare` how to normalize the text.
+//! A scan streams: each statement (`key > last ORDER BY key LIMIT n`, `n` a few pages)
+//! is read row by row as the server sends it, on a task of its own, decoded straight
+//! into rows, and handed out page by page; a dropped connection resumes from the last
+//! key handed out (see [`STREAM_PAGES`] and the scan's state machine). Re-reads by key
+//! (the recheck) run whole statements through [`Engine::run`].
+//!
+//! Columns arrive as text (the dialect casts them in SQL, bytes as hex) or, where an
+//! engine says so, in a binary form that decodes to exactly the same value (see
+//! [`Wire`]): numerics never pass through a float, and the declared types tell
+//! `compare` how to normalize.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
-use super::{Dialect, KeyColumn, KeysetPager, KeysetQuery, PagerStep, Statement};
+use super::{Dialect, KeyColumn, KeysetQuery, Statement, binary};
 use crate::job::{RedactedUrl, SqlServerConfig, SqlTarget};
 use crate::source::{Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
@@ -173,6 +183,194 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs a statement: each row as its cells' text (bytes as hex), NULL as `None`.
     /// Errors say whether a fresh connection may succeed (see [`run_error`]).
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError>;
+
+    /// The dialect a streamed scan is read in: [`Engine::dialect`] unless the engine
+    /// reads some columns in a native form (see [`Engine::wire`]); `key` names the
+    /// scan's key columns.
+    fn stream_dialect(
+        &self,
+        columns: &[ServerColumn],
+        nullable_keys: bool,
+        _key: &[String],
+    ) -> Self::Dialect {
+        self.dialect(columns, nullable_keys)
+    }
+
+    /// How a column of `kind` arrives in a streamed scan (`is_key` for a key column):
+    /// by default as the text [`Engine::dialect`] casts it to, bytes as hex.
+    fn wire(&self, kind: Kind, _is_key: bool) -> Wire {
+        if kind == Kind::Bytes {
+            Wire::Hex
+        } else {
+            Wire::Text
+        }
+    }
+
+    /// Starts streaming the rows of `statement` (in the stream dialect), decoded by
+    /// `decoder`, in batches of up to `batch` rows; `after` is the key the statement
+    /// reads after, for messages. The stream ends with [`Streamed::End`], or with
+    /// [`Streamed::Failed`] or [`Streamed::Bad`]; dropping the receiver abandons it.
+    fn stream(
+        &self,
+        statement: Statement,
+        decoder: Arc<Decoder>,
+        batch: usize,
+        after: Option<Key>,
+    ) -> mpsc::Receiver<Streamed>;
+}
+
+/// How a cell of a streamed row arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// Text, decoded by the column's kind as [`Engine::run`]'s cells are.
+    Text,
+    /// Bytes as hex text.
+    Hex,
+    /// PostgreSQL binary `bigint`.
+    Int8,
+    /// PostgreSQL binary `double precision`.
+    Float8,
+    /// PostgreSQL binary `real`.
+    Float4,
+    /// PostgreSQL binary `boolean`.
+    Bool,
+    /// PostgreSQL binary `numeric`.
+    Numeric,
+    /// PostgreSQL binary `uuid`.
+    Uuid,
+    /// PostgreSQL binary `bytea`: the bytes themselves.
+    Bytea,
+}
+
+/// A row of a streamed statement: its cells in the engine's wire form, NULL as `None`.
+pub trait RawRow {
+    /// The number of cells.
+    fn width(&self) -> usize;
+    /// The cell at `index`.
+    fn cell(&self, index: usize) -> Result<Option<&[u8]>, String>;
+}
+
+impl RawRow for Vec<Option<Vec<u8>>> {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn cell(&self, index: usize) -> Result<Option<&[u8]>, String> {
+        self.get(index)
+            .map(|c| c.as_deref())
+            .ok_or_else(|| format!("no column {index}"))
+    }
+}
+
+/// What a stream sends: rows, then its end or why it stopped.
+#[derive(Debug)]
+pub enum Streamed {
+    /// Decoded rows, in the order the server sent them.
+    Rows(Vec<Row>),
+    /// The statement delivered all its rows.
+    End,
+    /// The statement failed (transient when a fresh connection may succeed).
+    Failed(RunError),
+    /// A row could not be decoded.
+    Bad(SourceError),
+}
+
+/// Decodes the rows of one scan's statements: the key columns first, then the scan's
+/// columns, each cell by its wire form and kind.
+#[derive(Debug)]
+pub struct Decoder {
+    key: Vec<String>,
+    key_types: Vec<KeyType>,
+    key_kinds: Vec<Kind>,
+    key_wires: Vec<Wire>,
+    columns: Vec<String>,
+    kinds: Vec<Kind>,
+    wires: Vec<Wire>,
+}
+
+impl Decoder {
+    /// Decodes one row; `prev` is the key before it, to say where a bad row is.
+    pub fn row<R: RawRow + ?Sized>(&self, raw: &R, prev: Option<&Key>) -> Result<Row, SourceError> {
+        let place = || match prev {
+            Some(k) => format!("in row after key {k}"),
+            None => "in the first row".into(),
+        };
+        let width = self.key.len() + self.columns.len();
+        if raw.width() != width {
+            return Err(SourceError::Read(format!(
+                "{} columns returned {}, expected {width}",
+                raw.width(),
+                place(),
+            )));
+        }
+        let cell = |i: usize| {
+            raw.cell(i)
+                .map_err(|e| SourceError::Read(format!("column {i} {}: {e}", place())))
+        };
+        let mut parts = Vec::with_capacity(self.key.len());
+        for (i, name) in self.key.iter().enumerate() {
+            let (ty, kind, wire) = (self.key_types[i], self.key_kinds[i], self.key_wires[i]);
+            let value = match cell(i)? {
+                None => Value::Null,
+                Some(bytes) => key_value(bytes, kind, ty, wire)
+                    .map_err(|e| SourceError::Read(format!("key column `{name}` {}: {e}", place())))?,
+            };
+            let part = match KeyPart::from_value(&value, ty) {
+                Ok(part) => part,
+                Err(_) if value.is_null() || value == Value::Text(String::new()) => {
+                    return Err(SourceError::Read(format!(
+                        "key column `{name}` is empty {}",
+                        place()
+                    )));
+                }
+                Err(e) => return Err(SourceError::Read(format!("key column `{name}` {}: {e}", place()))),
+            };
+            parts.push(part);
+        }
+        let key = Key(parts);
+        let mut values = Vec::with_capacity(self.columns.len());
+        for (j, name) in self.columns.iter().enumerate() {
+            let value = match cell(self.key.len() + j)? {
+                None => Value::Null,
+                Some(bytes) => wire_value(bytes, self.kinds[j], self.wires[j])
+                    .map_err(|e| SourceError::Read(format!("column `{name}` in row with key {key}: {e}")))?,
+            };
+            values.push(value);
+        }
+        Ok(Row { key, values })
+    }
+}
+
+/// A key cell as the value its key part is made from: what the column's text would be.
+fn key_value(bytes: &[u8], kind: Kind, ty: KeyType, wire: Wire) -> Result<Value, String> {
+    let utf8 = |b: Vec<u8>| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string());
+    Ok(match wire {
+        Wire::Int8 => Value::Int(binary::int8(bytes)?),
+        // A binary key keys by the text its bytes spell; a binary UUID key keeps its hex
+        // (a UUID key parses 32 hex digits).
+        Wire::Bytea if ty == KeyType::Text => Value::Text(utf8(bytes.to_vec())?),
+        Wire::Bytea => Value::Text(binary::hex_lower(bytes)),
+        Wire::Numeric => Value::Text(binary::numeric(bytes)?),
+        Wire::Uuid => Value::Text(binary::uuid(bytes)?),
+        Wire::Hex if kind == Kind::Bytes && ty == KeyType::Text => Value::Text(utf8(unhex(bytes)?)?),
+        _ => Value::Text(utf8(bytes.to_vec())?),
+    })
+}
+
+/// A value cell as the value its kind says it is.
+fn wire_value(bytes: &[u8], kind: Kind, wire: Wire) -> Result<Value, String> {
+    Ok(match wire {
+        Wire::Text | Wire::Hex => return value_of(bytes.to_vec(), kind),
+        Wire::Int8 => Value::Int(binary::int8(bytes)?),
+        Wire::Float8 => Value::Float(binary::float8(bytes)?),
+        Wire::Float4 => {
+            let f = binary::float4(bytes)?;
+            Value::Float(f.to_string().parse::<f64>().unwrap_or(f64::from(f)))
+        }
+        Wire::Bool => Value::Bool(binary::boolean(bytes)?),
+        Wire::Numeric => Value::Decimal(binary::numeric(bytes)?),
+        Wire::Uuid => Value::Text(binary::uuid(bytes)?),
+        Wire::Bytea => Value::Bytes(bytes.to_vec()),
+    })
 }
 
 /// A table or query on a database server.
@@ -186,23 +384,124 @@ pub struct ServerSource<E: Engine> {
     scan: Option<Scan<E::Dialect>>,
 }
 
-/// A scan in progress.
-struct Scan<D> {
-    query: KeysetQuery<D>,
-    pager: KeysetPager,
-    shape: Shape,
+/// Pages one streamed statement reads at most: a scan is a series of statements of
+/// `STREAM_PAGES × page_size` rows each, each streamed as it arrives, so that no
+/// statement runs into the statement timeout however large the table, while the server
+/// plans and starts an index scan only once per that many rows.
+pub const STREAM_PAGES: usize = 8;
+
+/// Which statement a streamed scan runs next.
+#[derive(Debug)]
+enum Next {
+    /// Rows after the last key handed out, up to the chunk size.
+    Page,
+    /// The whole run of rows sharing this key, which filled a statement by itself.
+    Equal(Key),
 }
 
-/// How a result row is laid out: the key columns first, then the scan's columns.
-struct Shape {
-    key: Vec<String>,
-    key_types: Vec<KeyType>,
-    /// The kind of each key column: a binary text key arrives as hex and keys by the
-    /// text its bytes spell.
-    key_kinds: Vec<Kind>,
-    columns: Vec<String>,
-    /// The kind of each of `columns`.
-    kinds: Vec<Kind>,
+/// A streamed scan in progress.
+///
+/// Rows are handed out only once the run of their key is known to be complete: the
+/// rows of the last key seen are held back until a row with another key arrives, or
+/// the statement that read them ends having returned fewer rows than it asked for.
+/// Every row handed out thus has a key at or before `after`, and every row with such a
+/// key has been handed out; a statement that fails (or stops at its limit) is resumed
+/// with `key > after`, and the rows it held back are read again, whole. A run that fills
+/// a statement by itself is read by `key = ?` with no limit. Duplicates are never
+/// dropped nor yielded twice, wherever a connection breaks.
+struct Scan<D> {
+    query: KeysetQuery<D>,
+    decoder: Arc<Decoder>,
+    page_size: usize,
+    chunk: usize,
+    /// The last key handed out (in `ready` or in a page already yielded).
+    after: Option<Key>,
+    next: Next,
+    stream: Option<mpsc::Receiver<Streamed>>,
+    /// Rows the current statement has delivered.
+    received: usize,
+    /// Whether the current statement has completed a run of keys.
+    advanced: bool,
+    /// The rows of the last key seen, not yet known to be complete.
+    held: Vec<Row>,
+    /// Rows ready to be handed out, in key order.
+    ready: VecDeque<Row>,
+    /// Failed attempts since the scan last made progress.
+    failures: u32,
+    jitter: Jitter,
+    done: bool,
+}
+
+impl<D: Dialect> Scan<D> {
+    /// The key of the last row handed out or ready.
+    fn last_out(&self) -> Option<&Key> {
+        self.ready.back().map(|r| &r.key).or(self.after.as_ref())
+    }
+
+    /// Takes one streamed row: checks its order and holds it back until its run ends.
+    fn accept(&mut self, row: Row) -> Result<(), SourceError> {
+        if let Next::Equal(key) = &self.next {
+            if row.key != *key {
+                return Err(SourceError::Order(format!(
+                    "reading key {key} returned key {}",
+                    row.key
+                )));
+            }
+            self.held.push(row);
+            return Ok(());
+        }
+        match self.held.last() {
+            Some(last) if row.key == last.key => {}
+            Some(last) => {
+                if row.key < last.key {
+                    return Err(SourceError::Order(format!(
+                        "key {} came after key {}",
+                        row.key, last.key
+                    )));
+                }
+                self.ready.extend(self.held.drain(..));
+                self.advanced = true;
+            }
+            None => {
+                if let Some(p) = self.last_out()
+                    && row.key <= *p
+                {
+                    return Err(SourceError::Order(format!("key {} came after key {p}", row.key)));
+                }
+            }
+        }
+        self.held.push(row);
+        Ok(())
+    }
+
+    /// The current statement ended after delivering all its rows.
+    fn statement_done(&mut self) {
+        self.stream = None;
+        match std::mem::replace(&mut self.next, Next::Page) {
+            Next::Equal(_) => self.ready.extend(self.held.drain(..)),
+            Next::Page if self.received < self.chunk => {
+                self.ready.extend(self.held.drain(..));
+                self.done = true;
+            }
+            Next::Page if self.advanced => self.held.clear(),
+            Next::Page => {
+                if let Some(row) = self.held.first() {
+                    self.next = Next::Equal(row.key.clone());
+                }
+                self.held.clear();
+            }
+        }
+    }
+
+    /// The next page of at most `page_size` ready rows.
+    fn take_page(&mut self) -> Vec<Row> {
+        let n = self.page_size.min(self.ready.len());
+        let page: Vec<Row> = self.ready.drain(..n).collect();
+        if let Some(last) = page.last() {
+            self.after = Some(last.key.clone());
+        }
+        page
+    }
 }
 
 impl<E: Engine> ServerSource<E> {
@@ -244,8 +543,13 @@ impl<E: Engine> ServerSource<E> {
             })
     }
 
-    /// Checks the spec against the columns and builds its statements.
-    fn prepare(&self, spec: &ScanSpec) -> Result<(KeysetQuery<E::Dialect>, Shape), SourceError> {
+    /// Checks the spec against the columns and builds its statements and decoder:
+    /// `streamed` for a scan's streamed statements, else for [`Engine::run`].
+    fn prepare(
+        &self,
+        spec: &ScanSpec,
+        streamed: bool,
+    ) -> Result<(KeysetQuery<E::Dialect>, Decoder), SourceError> {
         if spec.key.is_empty() || spec.key.len() != spec.key_types.len() {
             return Err(SourceError::Schema(format!(
                 "a scan needs one type per key column (got {} columns, {} types)",
@@ -278,7 +582,27 @@ impl<E: Engine> ServerSource<E> {
         for name in &spec.tiebreak {
             self.column(name)?;
         }
-        let dialect = self.engine.dialect(&self.server_columns, nullable_keys);
+        let is_key = |name: &String| spec.key.contains(name);
+        let (dialect, key_wires, wires) = if streamed {
+            let key_wires = key_kinds.iter().map(|k| self.engine.wire(*k, true)).collect();
+            let wires = kinds
+                .iter()
+                .zip(&spec.columns)
+                .map(|(k, name)| self.engine.wire(*k, is_key(name)))
+                .collect();
+            let dialect = self
+                .engine
+                .stream_dialect(&self.server_columns, nullable_keys, &spec.key);
+            (dialect, key_wires, wires)
+        } else {
+            let text = |k: &Kind| if *k == Kind::Bytes { Wire::Hex } else { Wire::Text };
+            let dialect = self.engine.dialect(&self.server_columns, nullable_keys);
+            (
+                dialect,
+                key_kinds.iter().map(text).collect(),
+                kinds.iter().map(text).collect(),
+            )
+        };
         let query = KeysetQuery::new(
             dialect,
             &self.target,
@@ -287,23 +611,53 @@ impl<E: Engine> ServerSource<E> {
             &spec.columns,
             &spec.tiebreak,
         );
-        let shape = Shape {
+        let decoder = Decoder {
             key: spec.key.clone(),
             key_types: spec.key_types.clone(),
             key_kinds,
+            key_wires,
             columns: spec.columns.clone(),
             kinds,
+            wires,
         };
-        Ok((query, shape))
+        Ok((query, decoder))
     }
 
-    /// The statement a scan with `spec` runs for the page after `after` (the first page
+    /// The statement a scan with `spec` runs for the rows after `after` (from the start
     /// when `None`), exactly as [`Source::next_page`] would send it: for inspecting the
     /// server's plan (`EXPLAIN`). Fails like [`Source::scan`] on an unknown column.
     pub fn page_statement(&self, spec: &ScanSpec, after: Option<&Key>) -> Result<Statement, SourceError> {
-        let (query, _) = self.prepare(spec)?;
-        // The pager asks for one row more than a page, to see where a run of keys ends.
-        Ok(query.page(after, spec.page_size.max(1) + 1))
+        let (query, _) = self.prepare(spec, true)?;
+        Ok(query.page(after, spec.page_size.max(1).saturating_mul(STREAM_PAGES)))
+    }
+
+    fn place(after: Option<&Key>) -> String {
+        match after {
+            Some(k) => format!("after key {k}"),
+            None => "from the start".into(),
+        }
+    }
+
+    fn warn_retry(&self, after: Option<&Key>, attempt: u32, delay: Duration, error: &RunError) {
+        tracing::warn!(
+            source = %self.url,
+            at = %Self::place(after),
+            attempt,
+            max_attempts = MAX_ATTEMPTS,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error = %self.url.scrub(&error.message),
+            "Statement failed on a lost connection; retrying."
+        );
+    }
+
+    fn exhausted(&self, after: Option<&Key>, error: &RunError, attempts: u32) -> SourceError {
+        let message = self.url.scrub(&error.message);
+        let place = Self::place(after);
+        SourceError::Read(if error.transient {
+            format!("reading {place} failed after {attempts} attempts: {message}")
+        } else {
+            format!("reading {place} failed: {message}")
+        })
     }
 
     /// Runs a statement and converts its rows; `after` is the key it reads after, for
@@ -311,45 +665,86 @@ impl<E: Engine> ServerSource<E> {
     async fn run(
         &self,
         statement: &Statement,
-        shape: &Shape,
+        decoder: &Decoder,
         after: Option<&Key>,
     ) -> Result<Vec<Row>, SourceError> {
-        let place = || match after {
-            Some(k) => format!("after key {k}"),
-            None => "from the start".into(),
-        };
-        // Retrying the same statement resumes where the scan stood: the pager builds it
-        // from the last key it received, and a failed statement delivers no rows.
+        // Retrying the same statement resumes where the scan stood: a failed statement
+        // delivers no rows.
         let raw = retry(
             || self.engine.run(statement),
             tokio::time::sleep,
-            |attempt, delay, error| {
-                tracing::warn!(
-                    source = %self.url,
-                    at = %place(),
-                    attempt,
-                    max_attempts = MAX_ATTEMPTS,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    error = %self.url.scrub(&error.message),
-                    "Statement failed on a lost connection; retrying."
-                );
-            },
+            |attempt, delay, error| self.warn_retry(after, attempt, delay, error),
         )
         .await
-        .map_err(|Exhausted { error, attempts }| {
-            let message = self.url.scrub(&error.message);
-            SourceError::Read(if error.transient {
-                format!("reading {} failed after {attempts} attempts: {message}", place())
-            } else {
-                format!("reading {} failed: {message}", place())
-            })
-        })?;
+        .map_err(|Exhausted { error, attempts }| self.exhausted(after, &error, attempts))?;
         let mut rows: Vec<Row> = Vec::with_capacity(raw.len());
         for cells in raw {
             let prev = rows.last().map(|row| &row.key).or(after);
-            rows.push(convert(cells, shape, prev)?);
+            rows.push(decoder.row(&cells, prev)?);
         }
         Ok(rows)
+    }
+
+    /// Drives a streamed scan until a page is ready or the scan ends.
+    async fn stream_page(&self, scan: &mut Scan<E::Dialect>) -> Result<Option<Vec<Row>>, SourceError> {
+        loop {
+            if scan.ready.len() >= scan.page_size || (scan.done && !scan.ready.is_empty()) {
+                return Ok(Some(scan.take_page()));
+            }
+            if scan.done {
+                return Ok(None);
+            }
+            if scan.stream.is_none() {
+                let after = scan.last_out().cloned();
+                let statement = match &scan.next {
+                    Next::Page => scan.query.page(after.as_ref(), scan.chunk),
+                    Next::Equal(key) => scan.query.equal(key),
+                };
+                let batch = scan.page_size.min(1024);
+                scan.stream = Some(self.engine.stream(statement, scan.decoder.clone(), batch, after));
+                scan.received = 0;
+                scan.advanced = false;
+            }
+            let item = match scan.stream.as_mut() {
+                Some(stream) => stream.recv().await,
+                None => None,
+            };
+            match item {
+                Some(Streamed::Rows(rows)) => {
+                    scan.received += rows.len();
+                    for row in rows {
+                        scan.accept(row)?;
+                    }
+                    if scan.advanced {
+                        scan.failures = 0;
+                    }
+                }
+                Some(Streamed::End) => {
+                    scan.failures = 0;
+                    scan.statement_done();
+                }
+                Some(Streamed::Bad(e)) => return Err(e),
+                Some(Streamed::Failed(error)) => {
+                    scan.stream = None;
+                    // What this statement held back is read again by the next one.
+                    scan.held.clear();
+                    scan.failures += 1;
+                    let after = scan.last_out().cloned();
+                    if !error.transient || scan.failures >= MAX_ATTEMPTS {
+                        return Err(self.exhausted(after.as_ref(), &error, scan.failures));
+                    }
+                    let delay = scan.jitter.below(backoff_ceiling(scan.failures));
+                    self.warn_retry(after.as_ref(), scan.failures, delay, &error);
+                    tokio::time::sleep(delay).await;
+                }
+                None => {
+                    return Err(SourceError::Read(format!(
+                        "reading {} failed: the reader stopped unexpectedly",
+                        Self::place(scan.last_out())
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -372,11 +767,23 @@ impl<E: Engine> Source for ServerSource<E> {
 
     async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
         self.scan = None;
-        let (query, shape) = self.prepare(spec)?;
+        let (query, decoder) = self.prepare(spec, true)?;
+        let page_size = spec.page_size.max(1);
         self.scan = Some(Scan {
             query,
-            pager: KeysetPager::new(spec.page_size),
-            shape,
+            decoder: Arc::new(decoder),
+            page_size,
+            chunk: page_size.saturating_mul(STREAM_PAGES),
+            after: None,
+            next: Next::Page,
+            stream: None,
+            received: 0,
+            advanced: false,
+            held: Vec::new(),
+            ready: VecDeque::new(),
+            failures: 0,
+            jitter: Jitter::seeded(),
+            done: false,
         });
         Ok(())
     }
@@ -385,33 +792,19 @@ impl<E: Engine> Source for ServerSource<E> {
         let Some(mut scan) = self.scan.take() else {
             return Err(SourceError::Read("no scan was started".into()));
         };
-        let result = loop {
-            match scan.pager.step(&scan.query) {
-                PagerStep::Yield(rows) => break Ok(Some(rows)),
-                PagerStep::End => break Ok(None),
-                PagerStep::Run(statement) => {
-                    let rows = match self.run(&statement, &scan.shape, scan.pager.after()).await {
-                        Ok(rows) => rows,
-                        Err(e) => break Err(e),
-                    };
-                    if let Err(e) = scan.pager.receive(rows) {
-                        break Err(e);
-                    }
-                }
-            }
-        };
+        let result = self.stream_page(&mut scan).await;
         self.scan = Some(scan);
         result
     }
 
     async fn fetch(&mut self, spec: &ScanSpec, keys: &[Key]) -> Result<Vec<Row>, SourceError> {
-        let (query, shape) = self.prepare(spec)?;
+        let (query, decoder) = self.prepare(spec, false)?;
         let mut keys: Vec<&Key> = keys.iter().collect();
-        if let Some(k) = keys.iter().find(|k| k.0.len() != shape.key.len()) {
+        if let Some(k) = keys.iter().find(|k| k.0.len() != decoder.key.len()) {
             return Err(SourceError::Read(format!(
                 "key {k} has {} parts, the key has {} columns",
                 k.0.len(),
-                shape.key.len()
+                decoder.key.len()
             )));
         }
         keys.sort();
@@ -420,7 +813,7 @@ impl<E: Engine> Source for ServerSource<E> {
         for batch in keys.chunks(FETCH_BATCH) {
             let batch: Vec<Key> = batch.iter().map(|k| (*k).clone()).collect();
             let statement = query.any_of(&batch);
-            rows.extend(self.run(&statement, &shape, None).await?);
+            rows.extend(self.run(&statement, &decoder, None).await?);
         }
         // Stable: rows sharing a key keep the database's (tiebreak) order.
         rows.sort_by(|a, b| a.key.cmp(&b.key));
@@ -432,61 +825,60 @@ impl<E: Engine> Source for ServerSource<E> {
     }
 }
 
-/// Converts a result row; `prev` is the key before it, to say where a bad row is.
-fn convert(cells: Vec<Option<Vec<u8>>>, shape: &Shape, prev: Option<&Key>) -> Result<Row, SourceError> {
-    let place = || match prev {
-        Some(k) => format!("in row after key {k}"),
-        None => "in the first row".into(),
-    };
-    if cells.len() != shape.key.len() + shape.columns.len() {
-        return Err(SourceError::Read(format!(
-            "{} columns returned {}, expected {}",
-            cells.len(),
-            place(),
-            shape.key.len() + shape.columns.len()
-        )));
-    }
-    let mut cells = cells.into_iter();
-    let mut parts = Vec::with_capacity(shape.key.len());
-    for ((name, ty), kind) in shape.key.iter().zip(&shape.key_types).zip(&shape.key_kinds) {
-        let value = match cells.next().flatten() {
-            None => Value::Null,
-            Some(bytes) => {
-                // (A binary UUID key keeps its hex: a UUID key parses 32 hex digits.)
-                let bytes = if *kind == Kind::Bytes && *ty == KeyType::Text {
-                    unhex(&bytes)
-                        .map_err(|e| SourceError::Read(format!("key column `{name}` {}: {e}", place())))?
-                } else {
-                    bytes
-                };
-                Value::Text(String::from_utf8(bytes).map_err(|_| {
-                    SourceError::Read(format!("key column `{name}` {}: not UTF-8 text", place()))
-                })?)
+/// Feeds the rows of a driver's row stream to a scan in batches of up to `batch`
+/// rows, decoding each as it arrives, and ends with [`Streamed::End`] or the failure;
+/// stops early when the scan drops its receiver. Engines spawn it on a task that owns
+/// the statement and the connection.
+pub async fn pump<R, E, S>(
+    mut rows: S,
+    classify: fn(&E) -> RunError,
+    decoder: Arc<Decoder>,
+    batch: usize,
+    after: Option<Key>,
+    tx: mpsc::Sender<Streamed>,
+) where
+    R: RawRow,
+    S: futures_core::Stream<Item = Result<R, E>> + Unpin,
+{
+    let batch = batch.max(1);
+    let mut prev = after;
+    let mut rows_out: Vec<Row> = Vec::with_capacity(batch);
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut rows).poll_next(cx)).await;
+        match next {
+            Some(Ok(raw)) => {
+                let row = decoder.row(&raw, rows_out.last().map(|r| &r.key).or(prev.as_ref()));
+                match row {
+                    Ok(row) => rows_out.push(row),
+                    Err(e) => {
+                        let _ = tx.send(Streamed::Bad(e)).await;
+                        return;
+                    }
+                }
+                if rows_out.len() >= batch {
+                    prev = rows_out.last().map(|r| r.key.clone());
+                    let full = std::mem::replace(&mut rows_out, Vec::with_capacity(batch));
+                    if tx.send(Streamed::Rows(full)).await.is_err() {
+                        return;
+                    }
+                }
             }
-        };
-        let part = match KeyPart::from_value(&value, *ty) {
-            Ok(part) => part,
-            Err(_) if value.is_null() || value == Value::Text(String::new()) => {
-                return Err(SourceError::Read(format!(
-                    "key column `{name}` is empty {}",
-                    place()
-                )));
+            Some(Err(error)) => {
+                if !rows_out.is_empty() && tx.send(Streamed::Rows(rows_out)).await.is_err() {
+                    return;
+                }
+                let _ = tx.send(Streamed::Failed(classify(&error))).await;
+                return;
             }
-            Err(e) => return Err(SourceError::Read(format!("key column `{name}` {}: {e}", place()))),
-        };
-        parts.push(part);
+            None => {
+                if !rows_out.is_empty() && tx.send(Streamed::Rows(rows_out)).await.is_err() {
+                    return;
+                }
+                let _ = tx.send(Streamed::End).await;
+                return;
+            }
+        }
     }
-    let key = Key(parts);
-    let mut values = Vec::with_capacity(shape.columns.len());
-    for ((name, kind), cell) in shape.columns.iter().zip(&shape.kinds).zip(cells) {
-        let value = match cell {
-            None => Value::Null,
-            Some(bytes) => value_of(bytes, *kind)
-                .map_err(|e| SourceError::Read(format!("column `{name}` in row with key {key}: {e}")))?,
-        };
-        values.push(value);
-    }
-    Ok(Row { key, values })
 }
 
 /// A cell's text as the value its kind says it is.
@@ -848,6 +1240,7 @@ mod tests {
 
 #[cfg(test)]
 mod retry_tests {
+    use std::collections::BTreeSet;
     use std::sync::Mutex;
 
     use super::*;
@@ -1025,14 +1418,59 @@ mod retry_tests {
         }
     }
 
-    /// A server holding `(id, tag)` rows sorted by id, answering the keyset statements
-    /// and failing the statements whose (0-based) numbers are in `fail` with a lost
-    /// connection, as many times as they are listed.
+    /// A server holding `(id, tag)` rows sorted by id, answering the keyset statements.
+    /// It fails the run statements whose (0-based) numbers are in `fail` with a lost
+    /// connection, as many times as they are listed, and breaks a streamed statement
+    /// just before it would deliver a row whose id is in `break_at`, once per entry.
     struct Flaky {
         table: Vec<(i64, String)>,
         fail: Mutex<Vec<usize>>,
+        break_at: Mutex<Vec<i64>>,
         statements: Mutex<usize>,
         failures: Mutex<usize>,
+        streams: Mutex<Vec<String>>,
+    }
+
+    impl Flaky {
+        fn answer(&self, statement: &Statement) -> Vec<(i64, String)> {
+            let int = |p: &Param| match p {
+                Param::Int(i) => *i,
+                Param::Text(_) => panic!("integer keys only"),
+            };
+            let rows: Vec<&(i64, String)> = if statement.sql.contains("LIMIT") {
+                let limit = int(statement.params.last().unwrap()) as usize;
+                let after = (statement.params.len() == 2).then(|| int(&statement.params[0]));
+                self.table
+                    .iter()
+                    .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                    .take(limit)
+                    .collect()
+            } else if statement.sql.contains(" IN (") {
+                let keys: Vec<i64> = statement.params.iter().map(int).collect();
+                self.table.iter().filter(|(id, _)| keys.contains(id)).collect()
+            } else {
+                let key = int(&statement.params[0]);
+                self.table.iter().filter(|(id, _)| *id == key).collect()
+            };
+            rows.into_iter().cloned().collect()
+        }
+    }
+
+    fn cells((id, tag): (i64, String)) -> Vec<Option<Vec<u8>>> {
+        vec![Some(id.to_string().into_bytes()), Some(tag.into_bytes())]
+    }
+
+    /// A stream over prepared items.
+    struct Items(std::vec::IntoIter<Result<Vec<Option<Vec<u8>>>, RunError>>);
+
+    impl futures_core::Stream for Items {
+        type Item = Result<Vec<Option<Vec<u8>>>, RunError>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
     }
 
     #[async_trait]
@@ -1055,38 +1493,53 @@ mod retry_tests {
                 }
                 *statements += 1;
             }
-            let int = |p: &Param| match p {
-                Param::Int(i) => *i,
-                Param::Text(_) => panic!("integer keys only"),
-            };
-            let rows: Vec<&(i64, String)> = if statement.sql.contains("LIMIT") {
-                let limit = int(statement.params.last().unwrap()) as usize;
-                let after = (statement.params.len() == 2).then(|| int(&statement.params[0]));
-                self.table
-                    .iter()
-                    .filter(|(id, _)| after.is_none_or(|a| *id > a))
-                    .take(limit)
-                    .collect()
-            } else if statement.sql.contains(" IN (") {
-                let keys: Vec<i64> = statement.params.iter().map(int).collect();
-                self.table.iter().filter(|(id, _)| keys.contains(id)).collect()
-            } else {
-                let key = int(&statement.params[0]);
-                self.table.iter().filter(|(id, _)| *id == key).collect()
-            };
-            Ok(rows
-                .into_iter()
-                .map(|(id, tag)| vec![Some(id.to_string().into_bytes()), Some(tag.clone().into_bytes())])
-                .collect())
+            Ok(self.answer(statement).into_iter().map(cells).collect())
+        }
+
+        fn stream(
+            &self,
+            statement: Statement,
+            decoder: Arc<Decoder>,
+            batch: usize,
+            after: Option<Key>,
+        ) -> mpsc::Receiver<Streamed> {
+            self.streams.lock().unwrap().push(statement.sql.clone());
+            let mut items = Vec::new();
+            for row in self.answer(&statement) {
+                let mut break_at = self.break_at.lock().unwrap();
+                if let Some(i) = break_at.iter().position(|id| *id == row.0) {
+                    break_at.remove(i);
+                    *self.failures.lock().unwrap() += 1;
+                    items.push(Err(transient("server closed the connection unexpectedly")));
+                    break;
+                }
+                items.push(Ok(cells(row)));
+            }
+            let (tx, rx) = mpsc::channel(2);
+            tokio::spawn(pump(
+                Items(items.into_iter()),
+                RunError::clone,
+                decoder,
+                batch,
+                after,
+                tx,
+            ));
+            rx
         }
     }
 
     fn flaky_source(table: &[(i64, &str)], fail: Vec<usize>) -> ServerSource<Flaky> {
+        flaky_stream(table, fail, vec![])
+    }
+
+    fn flaky_stream(table: &[(i64, &str)], fail: Vec<usize>, break_at: Vec<i64>) -> ServerSource<Flaky> {
         let engine = Flaky {
             table: table.iter().map(|(id, tag)| (*id, (*tag).to_owned())).collect(),
             fail: Mutex::new(fail),
+            break_at: Mutex::new(break_at),
             statements: Mutex::new(0),
             failures: Mutex::new(0),
+            streams: Mutex::new(Vec::new()),
         };
         let config = SqlServerConfig {
             url: RedactedUrl::new("flaky://user:pw@db.example/app"),
@@ -1152,38 +1605,43 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_scan_resumes_after_lost_connections_without_duplicating_or_skipping_rows() {
-        // Page size 3: the first page reads ids 1..=3 plus one more (the run of 4s, which
-        // is held back); the run of 5s fills a page by itself and is read by `key = ?`.
-        let table = [
-            (1, "a"),
-            (2, "b"),
-            (3, "c"),
-            (4, "d1"),
-            (4, "d2"),
-            (5, "e1"),
-            (5, "e2"),
-            (5, "e3"),
-            (5, "e4"),
-            (6, "f"),
-            (7, "g"),
-        ];
+        // Page size 1: each statement asks for 8 rows. The first stops inside the run of
+        // 4s (held back and read again by the next); the run of 5s fills a statement by
+        // itself and is read by `key = ?`.
+        let mut table = vec![(1, "a"), (2, "b"), (3, "c")];
+        table.extend([(4, "d1"), (4, "d2"), (4, "d3"), (4, "d4"), (4, "d5"), (4, "d6")]);
+        let fives = ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10"];
+        table.extend(fives.iter().map(|t| (5, *t)));
+        table.extend([(6, "f"), (7, "g1"), (7, "g2")]);
         let expected: Vec<(i64, String)> = table.iter().map(|(i, t)| (*i, (*t).to_owned())).collect();
-        let clean = scan_all(&mut flaky_source(&table, vec![]), 3).await.unwrap();
-        assert_eq!(clean, expected);
-        // The first page fails once, the page the run of 5s fills twice, the `key = ?`
-        // read of that run once: every retry reissues what the pager asked for.
-        let mut source = flaky_source(&table, vec![0, 2, 2, 3]);
-        let rows = scan_all(&mut source, 3).await.unwrap();
-        assert_eq!(rows, expected);
-        assert_eq!(*source.engine.failures.lock().unwrap(), 4);
-        assert!(source.engine.fail.lock().unwrap().is_empty());
+        for page_size in [1, 2, 3, 100] {
+            let mut source = flaky_stream(&table, vec![], vec![]);
+            let clean = scan_all(&mut source, page_size).await.unwrap();
+            assert_eq!(clean, expected, "page size {page_size}");
+            if page_size == 1 {
+                let streams = source.engine.streams.lock().unwrap().clone();
+                assert!(streams.iter().any(|s| !s.contains("LIMIT")), "{streams:?}");
+            }
+            // A break before every row in turn, and before several at once.
+            let ids: BTreeSet<i64> = table.iter().map(|(id, _)| *id).collect();
+            let mut plans: Vec<Vec<i64>> = ids.iter().map(|id| vec![*id]).collect();
+            plans.push(vec![1, 4, 5, 5, 7]);
+            plans.push(vec![4, 4, 5, 6, 7, 7]);
+            for plan in plans {
+                let mut source = flaky_stream(&table, vec![], plan.clone());
+                let rows = scan_all(&mut source, page_size).await.unwrap();
+                assert_eq!(rows, expected, "page size {page_size}, breaks {plan:?}");
+                assert_eq!(*source.engine.failures.lock().unwrap(), plan.len());
+                assert!(source.engine.break_at.lock().unwrap().is_empty());
+            }
+        }
     }
 
     #[tokio::test]
     async fn a_connection_that_stays_lost_fails_the_scan_naming_the_key_and_the_attempts() {
         let table = [(1, "a"), (2, "b"), (3, "c"), (4, "d")];
-        // Statement 1 (after key 2) fails on every attempt.
-        let mut source = flaky_source(&table, vec![1; MAX_ATTEMPTS as usize]);
+        // Every statement breaks before key 4: keys 1 and 2 are out, 3 waits for its run.
+        let mut source = flaky_stream(&table, vec![], vec![4; MAX_ATTEMPTS as usize]);
         let err = scan_all(&mut source, 2).await.unwrap_err();
         assert_eq!(
             err.to_string(),
