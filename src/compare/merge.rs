@@ -1,6 +1,7 @@
 //! The merge-join: walks two streams of key-ordered pages in step, hands every key's
 //! rows to the [`Comparer`], and checks that each stream really is in key order.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
@@ -90,17 +91,31 @@ impl Cursor {
         Ok(Some(&front.key))
     }
 
-    /// Moves every row with `key` (the smallest key left) into `into`.
-    async fn take_group(&mut self, key: &Key, into: &mut Vec<Row>) -> Result<(), (Side, SourceError)> {
+    /// Moves the first row and every row after it that shares its key (the smallest
+    /// key left) into `into`; leaves `into` empty at the end of the stream.
+    async fn take_group(&mut self, into: &mut Vec<Row>) -> Result<(), (Side, SourceError)> {
         into.clear();
-        while self.peek().await?.is_some_and(|k| k == key) {
+        if self.peek().await?.is_none() {
+            return Ok(());
+        }
+        if let Some(first) = self.queue.pop_front() {
+            into.push(first);
+        }
+        while let Some(key) = self.peek().await? {
+            if *key != into[0].key {
+                break;
+            }
             if let Some(row) = self.queue.pop_front() {
                 into.push(row);
             }
         }
         self.rows_read += into.len() as u64;
-        if !into.is_empty() {
-            self.last = Some(key.clone());
+        if let Some(first) = into.first() {
+            // Reuses the last key's allocation where it can.
+            match &mut self.last {
+                Some(last) => last.clone_from(&first.key),
+                None => self.last = Some(first.key.clone()),
+            }
         }
         Ok(())
     }
@@ -115,24 +130,32 @@ pub async fn merge<S: GroupSink>(
 ) -> Result<(), MergeError<S::Error>> {
     let (mut owner_rows, mut replica_rows) = (Vec::new(), Vec::new());
     loop {
-        let owner_key = owner.peek().await?.cloned();
-        let replica_key = replica.peek().await?;
-        let key = match (owner_key, replica_key) {
-            (None, None) => return Ok(()),
-            (Some(o), None) => o,
-            (None, Some(r)) => r.clone(),
-            (Some(o), Some(r)) => {
-                if &o <= r {
-                    o
-                } else {
-                    r.clone()
-                }
+        let order = {
+            let owner_key = owner.peek().await?;
+            let replica_key = replica.peek().await?;
+            match (owner_key, replica_key) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(o), Some(r)) => o.cmp(r),
             }
         };
-        owner.take_group(&key, &mut owner_rows).await?;
-        replica.take_group(&key, &mut replica_rows).await?;
-        let outcome = comparer.compare_group(&key, &owner_rows, &replica_rows);
-        sink.group(&key, &owner_rows, &replica_rows, outcome)
+        if order.is_le() {
+            owner.take_group(&mut owner_rows).await?;
+        } else {
+            owner_rows.clear();
+        }
+        if order.is_ge() {
+            replica.take_group(&mut replica_rows).await?;
+        } else {
+            replica_rows.clear();
+        }
+        let Some(first) = owner_rows.first().or(replica_rows.first()) else {
+            return Ok(());
+        };
+        let key = &first.key;
+        let outcome = comparer.compare_group(key, &owner_rows, &replica_rows);
+        sink.group(key, &owner_rows, &replica_rows, outcome)
             .map_err(MergeError::Sink)?;
     }
 }

@@ -157,8 +157,37 @@ impl Comparer {
         instant_of(&row.values[col]).is_some_and(|t| t >= cutoff)
     }
 
-    /// Compares one owner row with one replica row: digests first, then field by field
-    /// only when the digests differ (or a value did not parse).
+    /// True when every field of the two rows normalizes to the same bytes (or both to
+    /// NULL), with no tolerance to apply and no value that fails to parse: exactly when
+    /// their [`digest::row_digest`]s would be equal, found without hashing and stopping
+    /// at the first difference.
+    fn rows_equal(&mut self, owner: &Row, replica: &Row) -> bool {
+        for field in &self.plan.fields {
+            if field.rule.tolerance.is_some() {
+                return false;
+            }
+            let o = normalize(
+                &owner.values[field.owner_col],
+                &field.rule,
+                &mut self.scratch_owner,
+            );
+            let r = normalize(
+                &replica.values[field.replica_col],
+                &field.rule,
+                &mut self.scratch_replica,
+            );
+            match (o, r) {
+                (Ok(Normalized::Null), Ok(Normalized::Null)) => {}
+                (Ok(Normalized::Value), Ok(Normalized::Value))
+                    if self.scratch_owner == self.scratch_replica => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Compares one owner row with one replica row: all fields at once first, then field
+    /// by field only when they differ (or a value did not parse).
     fn diff_rows(
         &mut self,
         key: &Key,
@@ -167,10 +196,7 @@ impl Comparer {
         replica_key: Option<Vec<Value>>,
         out: &mut GroupOutcome,
     ) {
-        let fields = &self.plan.fields;
-        let owner_digest = digest::row_digest(owner, fields, Side::Owner, &mut self.scratch_owner);
-        let replica_digest = digest::row_digest(replica, fields, Side::Replica, &mut self.scratch_replica);
-        if owner_digest.is_some() && owner_digest == replica_digest {
+        if self.rows_equal(owner, replica) {
             return;
         }
         let mut differs = false;

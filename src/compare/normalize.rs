@@ -191,6 +191,14 @@ fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String
     } else {
         "a decimal number"
     };
+    match value {
+        Value::Int(i) => {
+            write_int_canonical(*i, out);
+            return Ok(());
+        }
+        Value::Text(s) | Value::Decimal(s) if write_plain_decimal(s.as_bytes(), out) => return Ok(()),
+        _ => {}
+    }
     let parsed = match value {
         Value::Int(i) => Decimal::parse(&i.to_string()),
         Value::Bool(b) => Decimal::parse(if *b { "1" } else { "0" }),
@@ -219,6 +227,82 @@ fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String
     let parsed = parsed.ok_or_else(|| not_a(value, what))?;
     parsed.write_canonical(out);
     Ok(())
+}
+
+/// Writes an integer's canonical decimal form (what [`Decimal::write_canonical`] writes
+/// for it) without allocating: trailing zeros become the exponent (`120` is `12e1`).
+fn write_int_canonical(i: i64, out: &mut Vec<u8>) {
+    if i == 0 {
+        out.push(b'0');
+        return;
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    let mut m = i.unsigned_abs();
+    let mut exp = 0u32;
+    while m % 10 == 0 {
+        m /= 10;
+        exp += 1;
+    }
+    push_u64(m, out);
+    if exp > 0 {
+        out.push(b'e');
+        push_u64(u64::from(exp), out);
+    }
+}
+
+/// Appends a number's decimal digits.
+fn push_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// Writes the canonical form of plain decimal text (`[-]digits[.digits]`, no sign `+`,
+/// exponent or white space) without allocating, exactly as [`Decimal::parse`] and
+/// [`Decimal::write_canonical`] would; false (writing nothing) for any other text.
+fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
+    let (negative, t) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let (int, frac) = match t.iter().position(|b| *b == b'.') {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, &t[t.len()..]),
+    };
+    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+        return false;
+    }
+    let all = || int.iter().chain(frac.iter());
+    let total = int.len() + frac.len();
+    let trailing = all().rev().take_while(|b| **b == b'0').count();
+    if trailing == total {
+        out.push(b'0');
+        return true;
+    }
+    let leading = all().take_while(|b| **b == b'0').count();
+    if negative {
+        out.push(b'-');
+    }
+    out.extend(all().skip(leading).take(total - leading - trailing));
+    let exp = trailing as i64 - frac.len() as i64;
+    if exp != 0 {
+        out.push(b'e');
+        if exp < 0 {
+            out.push(b'-');
+        }
+        push_u64(exp.unsigned_abs(), out);
+    }
+    true
 }
 
 /// The canonical form of a non-finite number's text (`NaN`, `Infinity`, `-inf`...),
@@ -281,6 +365,11 @@ const ZERO_DATE_NANOS: i128 = -(i128::MAX / 8);
 /// before year 1); a time without offset is UTC. `infinity`/`-infinity` and MySQL's zero
 /// date are instants of their own. Returns nanoseconds since the Unix epoch.
 pub fn parse_instant(text: &str) -> Option<i128> {
+    parse_plain_instant(text.as_bytes()).or_else(|| parse_any_instant(text))
+}
+
+/// [`parse_instant`] by the general parsers alone.
+fn parse_any_instant(text: &str) -> Option<i128> {
     let t = text.trim();
     match t.to_ascii_lowercase().as_str() {
         "infinity" | "+infinity" => return Some(INFINITY_NANOS),
@@ -307,6 +396,89 @@ pub fn parse_instant(text: &str) -> Option<i128> {
         dt
     };
     Some(nanos(dt.timestamp(), dt.timestamp_subsec_nanos()))
+}
+
+/// The common forms of [`parse_instant`] without allocating:
+/// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|±hh|±hhmm|±hh:mm]` with a four-digit year, one
+/// to nine fraction digits and valid fields (a leap second is left to the full parser).
+/// `None` for anything else, which [`parse_instant`] then parses in full.
+fn parse_plain_instant(t: &[u8]) -> Option<i128> {
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = t.get(range)?;
+        digits.iter().try_fold(0i64, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    if t.len() < 19
+        || t[4] != b'-'
+        || t[7] != b'-'
+        || !matches!(t[10], b' ' | b'T')
+        || t[13] != b':'
+        || t[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut at = 19;
+    let mut fraction = 0i64;
+    if t.get(at) == Some(&b'.') {
+        let digits = t[at + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        fraction = num(at + 1..at + 1 + digits)? * 10i64.pow(9 - digits as u32);
+        at += 1 + digits;
+    }
+    let offset = match &t[at..] {
+        [] | [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (hours, minutes) = match rest {
+                [h1, h2] => (num2(*h1, *h2)?, 0),
+                [h1, h2, m1, m2] | [h1, h2, b':', m1, m2] => (num2(*h1, *h2)?, num2(*m1, *m2)?),
+                _ => return None,
+            };
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let secs = hours * 3600 + minutes * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(nanos(secs, fraction as u32))
+}
+
+fn num2(a: u8, b: u8) -> Option<i64> {
+    (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// [`parse_instant`] without the special values: the time in its own offset (UTC when
@@ -442,6 +614,23 @@ fn parse_time(text: &str) -> Option<i128> {
 }
 
 fn uuid(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    // The canonical form itself, in either case: lower-cased without allocating.
+    if let Value::Text(s) = value {
+        let b = s.as_bytes();
+        let hyphen = |i: usize| matches!(i, 8 | 13 | 18 | 23);
+        if b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| {
+                if hyphen(i) {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+        {
+            out.extend(b.iter().map(u8::to_ascii_lowercase));
+            return Ok(());
+        }
+    }
     let canonical = match value {
         Value::Bytes(b) if b.len() == 16 => {
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -592,6 +781,115 @@ fn decimal_within(owner: &[u8], replica: &[u8], tolerance: f64, relative: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small deterministic generator for the fast-path checks.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn the_fast_instant_parser_agrees_with_the_general_one() {
+        let mut rng = Lcg(7);
+        let mut fast = 0;
+        for i in 0..20_000 {
+            let year = if i % 7 == 0 {
+                rng.below(10_000)
+            } else {
+                1900 + rng.below(200)
+            };
+            let (month, day) = (rng.below(14), rng.below(33));
+            let (h, m, sec) = (rng.below(25), rng.below(61), rng.below(61));
+            let sep = if rng.below(2) == 0 { ' ' } else { 'T' };
+            let mut t = format!("{year:04}-{month:02}-{day:02}{sep}{h:02}:{m:02}:{sec:02}");
+            match rng.below(4) {
+                0 => {}
+                _ => {
+                    let digits = 1 + rng.below(10) as usize;
+                    let f: String = (0..digits)
+                        .map(|_| char::from(b'0' + rng.below(10) as u8))
+                        .collect();
+                    t.push('.');
+                    t.push_str(&f);
+                }
+            }
+            let sign = if rng.below(2) == 0 { '+' } else { '-' };
+            let (oh, om) = (rng.below(25), rng.below(61));
+            t.push_str(&match rng.below(7) {
+                0 => String::new(),
+                1 => "Z".into(),
+                2 => format!("{sign}{oh:02}"),
+                3 => format!("{sign}{oh:02}{om:02}"),
+                4 => format!("{sign}{oh:02}:{om:02}"),
+                5 => " BC".into(),
+                _ => format!("{sign}{oh:02}:{om:02} "),
+            });
+            let quick = parse_plain_instant(t.as_bytes());
+            if quick.is_some() {
+                fast += 1;
+                assert_eq!(quick, parse_any_instant(&t), "{t}");
+            }
+            assert_eq!(parse_instant(&t), parse_any_instant(&t), "{t}");
+        }
+        assert!(fast > 5_000, "{fast}");
+        assert_eq!(
+            parse_plain_instant(b"2024-01-01 00:00:30.007919+00"),
+            Some(1_704_067_230_007_919_000)
+        );
+    }
+
+    #[test]
+    fn the_fast_decimal_writers_agree_with_the_general_one() {
+        let slow = |text: &str| {
+            let mut out = Vec::new();
+            Decimal::parse(text).map(|d| {
+                d.write_canonical(&mut out);
+                out
+            })
+        };
+        let mut rng = Lcg(11);
+        let alphabet = b"0000123456789.-";
+        for _ in 0..20_000 {
+            let len = rng.below(12) as usize;
+            let text: String = (0..len)
+                .map(|_| char::from(alphabet[rng.below(alphabet.len() as u64) as usize]))
+                .collect();
+            let mut out = Vec::new();
+            if write_plain_decimal(text.as_bytes(), &mut out) {
+                assert_eq!(Some(out), slow(&text), "{text:?}");
+            }
+        }
+        for text in [
+            "0.00",
+            "-0.0",
+            "1234.50",
+            "-0012.3400",
+            "100",
+            ".5",
+            "5.",
+            "-.50",
+            "000",
+        ] {
+            let mut out = Vec::new();
+            assert!(write_plain_decimal(text.as_bytes(), &mut out), "{text}");
+            assert_eq!(Some(out), slow(text), "{text}");
+        }
+        for text in ["", ".", "-", "1e5", "+1", " 1", "1.2.3", "1-"] {
+            assert!(!write_plain_decimal(text.as_bytes(), &mut Vec::new()), "{text}");
+        }
+        for i in [0, 1, -1, 10, 120, -1200, 7, i64::MAX, i64::MIN, 1_000_000] {
+            let mut out = Vec::new();
+            write_int_canonical(i, &mut out);
+            assert_eq!(Some(out), slow(&i.to_string()), "{i}");
+        }
+    }
 
     fn canon(value: Value, ty: FieldType) -> Result<Option<Vec<u8>>, String> {
         let mut out = Vec::new();
