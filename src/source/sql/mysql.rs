@@ -227,7 +227,10 @@ impl ServerSource<Mysql> {
         };
         let options = MySqlConnectOptions::from_str(&raw)
             .map_err(|e| connect_error(url, DEFAULT_PORT, &e))?
-            .timezone(Some("+00:00".to_owned()));
+            .timezone(Some("+00:00".to_owned()))
+            // A streamed statement reads many pages and may take seconds by design: the
+            // driver's "slow statement" warnings would only be noise.
+            .disable_statement_logging();
         // One direct connection first: a pool retries a refused connection until its
         // acquire timeout, which would hide the reason.
         let probe = options

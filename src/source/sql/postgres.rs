@@ -255,6 +255,9 @@ impl ServerSource<Postgres> {
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| connect_error(url, DEFAULT_PORT, &e))?
             .application_name("recon")
+            // A streamed statement reads many pages and may take seconds by design: the
+            // driver's "slow statement" warnings would only be noise.
+            .disable_statement_logging()
             // Shortest exact text for real and double precision on PostgreSQL 12+ (any
             // value above 0), and enough digits to round-trip (9 and 17) before 12. The
             // driver sends its own setting (2) as a startup parameter, which would
