@@ -318,6 +318,8 @@ impl JobRun<'_> {
             tally: &mut self.tally,
             pending: Vec::new(),
             recheck_cap,
+            keep_owner_rows: !recheck_owner,
+            keep_replica_rows: !recheck_replica,
         };
         let merged = merge(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
         let pending = std::mem::take(&mut sink.pending);
@@ -426,6 +428,10 @@ struct FindingSink<'a> {
     tally: &'a mut Tally,
     pending: Vec<Pending>,
     recheck_cap: usize,
+    /// Whether a held key keeps the rows the scan read on each side: only a side that is
+    /// not read again needs them, and memory then grows with the findings, not the rows.
+    keep_owner_rows: bool,
+    keep_replica_rows: bool,
 }
 
 impl GroupSink for FindingSink<'_> {
@@ -443,10 +449,11 @@ impl GroupSink for FindingSink<'_> {
             return Ok(());
         }
         if self.pending.len() < self.recheck_cap {
+            let kept = |keep: bool, rows: &[Row]| if keep { rows.to_vec() } else { Vec::new() };
             self.pending.push(Pending {
                 key: key.clone(),
-                owner: owner.to_vec(),
-                replica: replica.to_vec(),
+                owner: kept(self.keep_owner_rows, owner),
+                replica: kept(self.keep_replica_rows, replica),
                 outcome,
             });
             return Ok(());
