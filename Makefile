@@ -38,3 +38,11 @@ build: ## Build the release binary (target/release/recon)
 
 fixtures: ## Rebuild the demo data in fixtures/demo from its script
 	python3 fixtures/demo/build.py
+
+.PHONY: bench bench-large
+
+bench: ## Benchmark recon against reladiff, DuckDB and the read floors, 1M rows (writes BENCHMARKS.md)
+	python3 bench/bench.py $(BENCH_ARGS)
+
+bench-large: ## The same benchmark at 10M rows (slow; writes BENCHMARKS.md)
+	python3 bench/bench.py --rows 10000000 $(BENCH_ARGS)
