@@ -12,11 +12,12 @@ use csv::ByteRecord;
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{READ_BUFFER, Scan, blocking, column_index, key_error, key_part_from_text, open_error};
 use crate::job::CsvConfig;
-use crate::source::{Column, Key, KeyType, Row, ScanSpec, Source, SourceError, Value};
+use crate::source::{Column, KeyType, Row, ScanSpec, Source, SourceError};
 
 /// A CSV file. Columns come from the header row (or are numbered `1`, `2`, ... without
-/// one) and declare no type; fields are [`Value::Text`], or [`Value::Null`] when they
-/// match the configured NULL text (by default: when empty).
+/// one) and declare no type; fields are [`Value::Text`](crate::source::Value::Text), or
+/// [`Value::Null`](crate::source::Value::Null) when they match the configured NULL text
+/// (by default: when empty).
 pub struct CsvSource {
     config: CsvConfig,
     columns: Vec<Column>,
@@ -84,25 +85,24 @@ impl CsvSource {
                     record.len()
                 )));
             }
-            let mut parts = Vec::with_capacity(keys.len());
+            sorter.begin()?;
             for (n, &i) in keys.iter().enumerate() {
                 let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-                let part = key_part_from_text(field(&record, i, null, path)?, ty);
-                parts.push(
-                    part.map_err(|reason| key_error(&reason, record_line(path, &record), &spec.key[n]))?,
-                );
+                let text = field(&record, i, null, path)?;
+                match (ty, text) {
+                    (KeyType::Integer, Some(s)) if let Ok(v) = s.trim().parse::<i64>() => sorter.key_int(v),
+                    (KeyType::Text, Some(s)) if !s.is_empty() => sorter.key_text(s),
+                    _ => {
+                        let part = key_part_from_text(text, ty)
+                            .map_err(|reason| key_error(&reason, record_line(path, &record), &spec.key[n]))?;
+                        sorter.key_part(&part);
+                    }
+                }
             }
-            let mut values = Vec::with_capacity(columns.len());
             for &i in columns {
-                values.push(match field(&record, i, null, path)? {
-                    Some(text) => Value::Text(text.to_owned()),
-                    None => Value::Null,
-                });
+                sorter.text(field(&record, i, null, path)?);
             }
-            sorter.push(Row {
-                key: Key(parts),
-                values,
-            })?;
+            sorter.commit()?;
         }
         sorter.finish()
     }
@@ -230,7 +230,7 @@ mod tests {
 
     use super::super::test_support::{scan_all, spec};
     use super::*;
-    use crate::source::KeyPart;
+    use crate::source::{Key, KeyPart, Value};
 
     fn write(dir: &tempfile::TempDir, content: &[u8]) -> PathBuf {
         let path = dir.path().join("data.csv");

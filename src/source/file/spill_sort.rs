@@ -1,12 +1,15 @@
 //! Ordering rows by key within a memory budget, for backends whose input is not sorted
-//! (files, later HTTP). Rows gather in memory; past the budget they are sorted and
-//! spilled to a temporary file as a run, and reading merges the runs. Knows no formats.
+//! (files, later HTTP). Rows are kept compactly: each one is a byte string, its key in an
+//! order-preserving encoding followed by its values, appended to one buffer (the arena),
+//! and only a small index entry per row is sorted. Past the budget the sorted rows are
+//! written to an anonymous temporary file (a run), and reading merges the runs. Rows
+//! become [`Row`]s again only when they are handed out. Knows no formats.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 
 use crate::source::{Key, KeyPart, Row, SourceError, Value};
 
@@ -14,20 +17,56 @@ use crate::source::{Key, KeyPart, Row, SourceError, Value};
 const FAN_IN: usize = 32;
 /// Buffer for writing or reading one run.
 const RUN_BUFFER: usize = 64 * 1024;
-/// What a row costs beyond its vectors and strings: the row itself, allocator slack.
-const ROW_OVERHEAD: usize = size_of::<Row>() + 32;
+/// Free arena space wanted before a row is started (at most; a small budget wants less).
+const ROW_RESERVE: usize = 64 * 1024;
+/// Bytes one index entry costs.
+const ENTRY_SIZE: usize = size_of::<Entry>();
+
+/// Where one row lives in the arena, with the first bytes of its key for fast ordering.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The key's first 8 bytes after its first tag, big-endian, zero-padded.
+    prefix: u64,
+    /// Offset of the row's bytes in the arena.
+    start: usize,
+    /// Length of the row's bytes (key and values).
+    len: u32,
+    /// Length of the row's key bytes.
+    key_len: u32,
+}
+
+impl Entry {
+    fn bytes<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.start..self.start + self.len as usize]
+    }
+
+    fn key<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.start..self.start + self.key_len as usize]
+    }
+}
 
 /// Collects rows in any order and gives them back ordered by key, stably: rows with
 /// equal keys come back in the order they were pushed.
 ///
-/// Rows stay in memory while their estimated size stays within the budget. Past it, the
-/// buffered rows are sorted and written to an anonymous temporary file (a run). Runs are
-/// merged [`FAN_IN`] at a time as they pile up, so open files stay few whatever the
-/// input size, and [`SpillSorter::finish`] merges what is left while reading.
+/// A row is either pushed whole ([`SpillSorter::push`]) or built in place, without
+/// allocating: [`SpillSorter::begin`], its key parts in key order
+/// ([`SpillSorter::key_int`], [`SpillSorter::key_text`], [`SpillSorter::key_part`]),
+/// then its values ([`SpillSorter::text`], [`SpillSorter::value`]), then
+/// [`SpillSorter::commit`]. Rows stay in memory while the arena and the index fit the
+/// budget. Past it, the buffered rows are sorted and written to a run. Runs are merged
+/// [`FAN_IN`] at a time as they pile up, so open files stay few whatever the input size,
+/// and [`SpillSorter::finish`] merges what is left while reading.
 pub struct SpillSorter {
     budget: usize,
-    used: usize,
-    buffer: Vec<Row>,
+    arena: Vec<u8>,
+    index: Vec<Entry>,
+    /// Where the row being built starts in the arena.
+    row_start: usize,
+    /// The length of the row being built's key, once its first value is added.
+    key_len: Option<usize>,
+    /// The first key tag of the buffered rows, while all share it (`prefix` then orders
+    /// them); `Some(None)` once two differ.
+    first_tag: Option<Option<u8>>,
     /// Spilled runs, oldest (earliest rows) first; levels never increase along the list.
     runs: Vec<Run>,
 }
@@ -45,18 +84,136 @@ impl SpillSorter {
     pub fn new(memory_budget: usize) -> SpillSorter {
         SpillSorter {
             budget: memory_budget,
-            used: 0,
-            buffer: Vec::new(),
+            arena: Vec::new(),
+            index: Vec::new(),
+            row_start: 0,
+            key_len: None,
+            first_tag: None,
             runs: Vec::new(),
         }
     }
 
-    /// Adds a row, spilling the buffered rows to disk if the budget is exceeded.
+    /// Adds a whole row (see [`SpillSorter::begin`] to build one without allocating).
     pub fn push(&mut self, row: Row) -> Result<(), SourceError> {
-        self.used += estimated_size(&row);
-        self.buffer.push(row);
-        if self.used > self.budget {
-            self.spill()?;
+        self.begin()?;
+        for part in &row.key.0 {
+            self.key_part(part);
+        }
+        self.end_key();
+        for value in &row.values {
+            self.value(value);
+        }
+        self.commit()
+    }
+
+    /// Starts a row, dropping any row begun and not committed. May spill the buffered
+    /// rows to disk to make room.
+    pub fn begin(&mut self) -> Result<(), SourceError> {
+        self.arena.truncate(self.row_start);
+        self.key_len = None;
+        self.make_room()
+    }
+
+    /// Adds an integer key part to the row being built.
+    pub fn key_int(&mut self, i: i64) {
+        self.arena.push(PART_INT);
+        self.arena
+            .extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
+    }
+
+    /// Adds a text key part to the row being built.
+    pub fn key_text(&mut self, s: &str) {
+        self.arena.push(PART_TEXT);
+        // NUL is escaped as 00 FF and the part ends with 00 00, so that the bytes order
+        // like the text and no part is a prefix of a longer one.
+        for chunk in s.as_bytes().split_inclusive(|b| *b == 0) {
+            self.arena.extend_from_slice(chunk);
+            if chunk.last() == Some(&0) {
+                self.arena.push(0xff);
+            }
+        }
+        self.arena.extend_from_slice(&[0, 0]);
+    }
+
+    /// Adds a key part to the row being built.
+    pub fn key_part(&mut self, part: &KeyPart) {
+        match part {
+            KeyPart::Int(i) => self.key_int(*i),
+            KeyPart::Text(s) => self.key_text(s),
+        }
+    }
+
+    fn end_key(&mut self) {
+        if self.key_len.is_none() {
+            self.key_len = Some(self.arena.len() - self.row_start);
+        }
+    }
+
+    /// Adds a text value (`None`: NULL) to the row being built, after its key.
+    pub fn text(&mut self, text: Option<&str>) {
+        self.end_key();
+        match text {
+            Some(s) => {
+                self.arena.push(VALUE_TEXT);
+                put_bytes(&mut self.arena, s.as_bytes());
+            }
+            None => self.arena.push(VALUE_NULL),
+        }
+    }
+
+    /// Adds a value to the row being built, after its key.
+    pub fn value(&mut self, value: &Value) {
+        self.end_key();
+        encode_value(&mut self.arena, value);
+    }
+
+    /// Ends the row being built.
+    pub fn commit(&mut self) -> Result<(), SourceError> {
+        self.end_key();
+        let too_large = || SourceError::Read("a row is too large to sort (4 GiB or more)".into());
+        let len = u32::try_from(self.arena.len() - self.row_start).map_err(|_| too_large())?;
+        let key_len = self.key_len.unwrap_or(0);
+        let key = &self.arena[self.row_start..self.row_start + key_len];
+        let tag = key.first().copied();
+        self.first_tag = match self.first_tag {
+            None => Some(tag),
+            Some(seen) if seen == tag => Some(seen),
+            Some(_) => Some(None),
+        };
+        self.index.push(Entry {
+            prefix: prefix(key),
+            start: self.row_start,
+            len,
+            key_len: key_len as u32,
+        });
+        self.row_start = self.arena.len();
+        Ok(())
+    }
+
+    /// Grows the arena and the index within the budget, or spills when they are full.
+    fn make_room(&mut self) -> Result<(), SourceError> {
+        let reserve = (self.budget / 16).clamp(256, ROW_RESERVE);
+        if self.index.len() == self.index.capacity() {
+            let want = (self.index.capacity() * 2).max(1024);
+            if !self.index.is_empty() && self.arena.capacity() + want * ENTRY_SIZE > self.budget {
+                self.spill()?;
+            }
+            if self.index.len() == self.index.capacity() {
+                self.index.reserve_exact(want - self.index.len());
+            }
+        }
+        if self.arena.capacity() - self.arena.len() < reserve {
+            let room = self.budget.saturating_sub(self.index.capacity() * ENTRY_SIZE);
+            let target = (self.arena.capacity() * 2)
+                .clamp(1 << 20, room.max(1 << 20))
+                .min(room);
+            if !self.index.is_empty() && target < self.arena.len() + reserve {
+                self.spill()?;
+            }
+            if self.arena.capacity() - self.arena.len() < reserve {
+                let target = target.max(self.arena.len() + reserve);
+                self.arena.reserve_exact(target - self.arena.len());
+            }
         }
         Ok(())
     }
@@ -68,10 +225,14 @@ impl SpillSorter {
 
     /// Ends input: the rows in key order.
     pub fn finish(mut self) -> Result<SortedRows, SourceError> {
-        sort(&mut self.buffer);
+        self.arena.truncate(self.row_start);
+        self.sort();
         if self.runs.is_empty() {
             return Ok(SortedRows {
-                inner: Inner::Memory(self.buffer.into_iter()),
+                inner: Inner::Memory {
+                    arena: self.arena,
+                    index: self.index.into_iter(),
+                },
             });
         }
         // Leave room for the in-memory rows, the newest run.
@@ -86,18 +247,50 @@ impl SpillSorter {
             }
         }
         let mut readers: Vec<RunReader> = self.runs.into_iter().map(RunReader::disk).collect();
-        readers.push(RunReader::Memory(self.buffer.into_iter()));
+        readers.push(RunReader::Memory {
+            arena: self.arena,
+            index: self.index.into_iter(),
+        });
         Ok(SortedRows {
-            inner: Inner::Merge(Merger::new(readers)?),
+            inner: Inner::Merge {
+                merger: Merger::new(readers)?,
+                buffer: Vec::new(),
+            },
         })
     }
 
+    /// Sorts the index by key, equal keys in push order (their arena offsets).
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        let by_prefix = self.first_tag.is_some_and(|tag| tag.is_some());
+        self.index.sort_unstable_by(|a, b| {
+            let ordering = if by_prefix {
+                a.prefix.cmp(&b.prefix)
+            } else {
+                Ordering::Equal
+            };
+            ordering
+                .then_with(|| a.key(arena).cmp(b.key(arena)))
+                .then(a.start.cmp(&b.start))
+        });
+    }
+
     fn spill(&mut self) -> Result<(), SourceError> {
-        sort(&mut self.buffer);
-        let mut rows = self.buffer.drain(..);
-        let run = write_run(|| Ok(rows.next()))?;
-        drop(rows);
-        self.used = 0;
+        self.arena.truncate(self.row_start);
+        self.sort();
+        let arena = &self.arena;
+        let mut entries = self.index.iter();
+        let run = write_run(|out| match entries.next() {
+            Some(e) => {
+                write_entry(out, e.bytes(arena), e.key_len as usize)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })?;
+        self.arena.clear();
+        self.index.clear();
+        self.row_start = 0;
+        self.first_tag = None;
         self.runs.push(run);
         // Merge the newest FAN_IN runs once they share a level, like a counter carrying:
         // each row is rewritten about log_FAN_IN(input / budget) times.
@@ -116,80 +309,64 @@ impl SpillSorter {
     }
 }
 
+/// The key's first 8 bytes after its tag, as a big-endian number (zero-padded), which
+/// orders like the bytes themselves among keys sharing their first tag.
+fn prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let tail = key.get(1..).unwrap_or_default();
+    let n = tail.len().min(8);
+    bytes[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 /// Rows in key order, from memory or merged from spilled runs.
 pub struct SortedRows {
     inner: Inner,
 }
 
 enum Inner {
-    Memory(std::vec::IntoIter<Row>),
-    Merge(Merger),
+    Memory {
+        arena: Vec<u8>,
+        index: std::vec::IntoIter<Entry>,
+    },
+    Merge {
+        merger: Merger,
+        buffer: Vec<u8>,
+    },
 }
 
 impl SortedRows {
     /// The next row in key order, or `None` at the end.
     pub fn next_row(&mut self) -> Result<Option<Row>, SourceError> {
         match &mut self.inner {
-            Inner::Memory(rows) => Ok(rows.next()),
-            Inner::Merge(merger) => merger.next(),
+            Inner::Memory { arena, index } => match index.next() {
+                Some(e) => decode_row(e.bytes(arena), e.key_len as usize).map(Some),
+                None => Ok(None),
+            },
+            Inner::Merge { merger, buffer } => match merger.next_into(buffer)? {
+                Some(key_len) => decode_row(buffer, key_len).map(Some),
+                None => Ok(None),
+            },
         }
     }
 
     /// Up to `page_size` (at least one) further rows, or `None` at the end.
     pub fn next_page(&mut self, page_size: usize) -> Result<Option<Vec<Row>>, SourceError> {
         let size = page_size.max(1);
-        let page: Vec<Row> = match &mut self.inner {
-            Inner::Memory(rows) => rows.by_ref().take(size).collect(),
-            Inner::Merge(merger) => {
-                let mut page = Vec::with_capacity(size.min(16 * 1024));
-                while page.len() < size {
-                    match merger.next()? {
-                        Some(row) => page.push(row),
-                        None => break,
-                    }
-                }
-                page
+        let mut page = Vec::with_capacity(size.min(16 * 1024));
+        while page.len() < size {
+            match self.next_row()? {
+                Some(row) => page.push(row),
+                None => break,
             }
-        };
+        }
         Ok((!page.is_empty()).then_some(page))
     }
 
     /// True when reading goes to disk (and so is blocking work).
     pub fn is_spilled(&self) -> bool {
-        matches!(self.inner, Inner::Merge(_))
+        matches!(self.inner, Inner::Merge { .. })
     }
-}
-
-/// Stable sort by key: equal keys keep their push order.
-fn sort(rows: &mut [Row]) {
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
-}
-
-/// A row's approximate heap footprint in bytes.
-fn estimated_size(row: &Row) -> usize {
-    let key: usize = row
-        .key
-        .0
-        .iter()
-        .map(|part| match part {
-            KeyPart::Int(_) => 0,
-            KeyPart::Text(s) => s.capacity(),
-        })
-        .sum();
-    let values: usize = row
-        .values
-        .iter()
-        .map(|value| match value {
-            Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.capacity(),
-            Value::Bytes(b) => b.capacity(),
-            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
-        })
-        .sum();
-    ROW_OVERHEAD
-        + row.key.0.capacity() * size_of::<KeyPart>()
-        + row.values.capacity() * size_of::<Value>()
-        + key
-        + values
 }
 
 fn write_error(err: io::Error) -> SourceError {
@@ -200,13 +377,24 @@ fn read_error(err: io::Error) -> SourceError {
     SourceError::Read(format!("cannot read rows spilled to a temporary file: {err}"))
 }
 
-/// Writes the rows `next` yields (already in order) to a new temporary file.
-fn write_run(mut next: impl FnMut() -> Result<Option<Row>, SourceError>) -> Result<Run, SourceError> {
+/// Writes one row's bytes to a run: key length, row length, bytes.
+fn write_entry(out: &mut impl Write, bytes: &[u8], key_len: usize) -> Result<(), SourceError> {
+    let mut head = Vec::with_capacity(20);
+    put_varint(&mut head, key_len as u64);
+    put_varint(&mut head, bytes.len() as u64);
+    out.write_all(&head).map_err(write_error)?;
+    out.write_all(bytes).map_err(write_error)
+}
+
+/// Writes the rows `next` writes (already in order; `false` at the end) to a new
+/// temporary file.
+fn write_run(
+    mut next: impl FnMut(&mut BufWriter<File>) -> Result<bool, SourceError>,
+) -> Result<Run, SourceError> {
     let file = tempfile::tempfile().map_err(write_error)?;
     let mut out = BufWriter::with_capacity(RUN_BUFFER, file);
     let mut rows = 0;
-    while let Some(row) = next()? {
-        encode_row(&mut out, &row).map_err(write_error)?;
+    while next(&mut out)? {
         rows += 1;
     }
     let mut file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
@@ -222,13 +410,26 @@ fn merge_runs(mut group: Vec<Run>) -> Result<Run, SourceError> {
         }
     }
     let mut merger = Merger::new(group.into_iter().map(RunReader::disk).collect())?;
-    write_run(|| merger.next())
+    let mut buffer = Vec::new();
+    write_run(|out| match merger.next_into(&mut buffer)? {
+        Some(key_len) => {
+            write_entry(out, &buffer, key_len)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    })
 }
 
 /// A source of sorted rows feeding a merge.
 enum RunReader {
-    Disk { input: BufReader<File>, remaining: u64 },
-    Memory(std::vec::IntoIter<Row>),
+    Disk {
+        input: BufReader<File>,
+        remaining: u64,
+    },
+    Memory {
+        arena: Vec<u8>,
+        index: std::vec::IntoIter<Entry>,
+    },
 }
 
 impl RunReader {
@@ -239,16 +440,28 @@ impl RunReader {
         }
     }
 
-    fn next(&mut self) -> Result<Option<Row>, SourceError> {
+    /// Reads the next row's bytes into `into`; its key length, or `None` at the end.
+    fn next_into(&mut self, into: &mut Vec<u8>) -> Result<Option<usize>, SourceError> {
+        into.clear();
         match self {
             RunReader::Disk { input, remaining } => {
                 if *remaining == 0 {
                     return Ok(None);
                 }
                 *remaining -= 1;
-                decode_row(input).map(Some).map_err(read_error)
+                let key_len = read_varint(input).map_err(read_error)? as usize;
+                let len = read_varint(input).map_err(read_error)? as usize;
+                if key_len > len {
+                    return Err(read_error(corrupt("key longer than its row")));
+                }
+                into.resize(len, 0);
+                input.read_exact(into).map_err(read_error)?;
+                Ok(Some(key_len))
             }
-            RunReader::Memory(rows) => Ok(rows.next()),
+            RunReader::Memory { arena, index } => Ok(index.next().map(|e| {
+                into.extend_from_slice(e.bytes(arena));
+                e.key_len as usize
+            })),
         }
     }
 }
@@ -261,18 +474,21 @@ struct Merger {
 }
 
 struct Head {
-    row: Row,
+    bytes: Vec<u8>,
+    key_len: usize,
     run: usize,
+}
+
+impl Head {
+    fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len]
+    }
 }
 
 impl Ord for Head {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the smallest (key, run) first.
     fn cmp(&self, other: &Head) -> Ordering {
-        other
-            .row
-            .key
-            .cmp(&self.row.key)
-            .then_with(|| other.run.cmp(&self.run))
+        other.key().cmp(self.key()).then_with(|| other.run.cmp(&self.run))
     }
 }
 
@@ -294,30 +510,40 @@ impl Merger {
     fn new(mut readers: Vec<RunReader>) -> Result<Merger, SourceError> {
         let mut heap = BinaryHeap::with_capacity(readers.len());
         for (run, reader) in readers.iter_mut().enumerate() {
-            if let Some(row) = reader.next()? {
-                heap.push(Head { row, run });
+            let mut bytes = Vec::new();
+            if let Some(key_len) = reader.next_into(&mut bytes)? {
+                heap.push(Head { bytes, key_len, run });
             }
         }
         Ok(Merger { readers, heap })
     }
 
-    fn next(&mut self) -> Result<Option<Row>, SourceError> {
+    /// Moves the smallest row's bytes into `out`; its key length, or `None` at the end.
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, SourceError> {
         let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
         };
-        match self.readers[top.run].next()? {
-            Some(row) => Ok(Some(std::mem::replace(&mut top.row, row))),
-            None => Ok(Some(PeekMut::pop(top).row)),
+        let key_len = top.key_len;
+        std::mem::swap(out, &mut top.bytes);
+        let run = top.run;
+        match self.readers[run].next_into(&mut top.bytes)? {
+            Some(next_key_len) => top.key_len = next_key_len,
+            None => {
+                PeekMut::pop(top);
+            }
         }
+        Ok(Some(key_len))
     }
 }
 
-// The run encoding: varint counts and lengths (LEB128), zigzag varint integers, f64 as
-// its 8 little-endian bits, strings and bytes length-prefixed. A row is its key parts
-// then its values, each prefixed by a one-byte tag.
+// The row encoding: the key parts, each a tag then its order-preserving bytes (an
+// integer as 8 big-endian bytes with the sign bit flipped, text with NUL escaped and
+// ending in 00 00), then the values, each a one-byte tag then its data: varint (LEB128)
+// lengths, zigzag varint integers, f64 as its 8 little-endian bits, strings and bytes
+// length-prefixed.
 
-const PART_INT: u8 = 0;
-const PART_TEXT: u8 = 1;
+const PART_INT: u8 = 1;
+const PART_TEXT: u8 = 2;
 const VALUE_NULL: u8 = 0;
 const VALUE_FALSE: u8 = 1;
 const VALUE_TRUE: u8 = 2;
@@ -328,92 +554,154 @@ const VALUE_TEXT: u8 = 6;
 const VALUE_BYTES: u8 = 7;
 const VALUE_JSON: u8 = 8;
 
-fn encode_row(out: &mut impl Write, row: &Row) -> io::Result<()> {
-    put_varint(out, row.key.0.len() as u64)?;
-    for part in &row.key.0 {
-        match part {
-            KeyPart::Int(i) => {
-                out.write_all(&[PART_INT])?;
-                put_varint(out, zigzag(*i))?;
-            }
-            KeyPart::Text(s) => {
-                out.write_all(&[PART_TEXT])?;
-                put_bytes(out, s.as_bytes())?;
-            }
+fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(VALUE_NULL),
+        Value::Bool(false) => out.push(VALUE_FALSE),
+        Value::Bool(true) => out.push(VALUE_TRUE),
+        Value::Int(i) => {
+            out.push(VALUE_INT);
+            put_varint(out, zigzag(*i));
+        }
+        Value::Float(f) => {
+            out.push(VALUE_FLOAT);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Decimal(s) => {
+            out.push(VALUE_DECIMAL);
+            put_bytes(out, s.as_bytes());
+        }
+        Value::Text(s) => {
+            out.push(VALUE_TEXT);
+            put_bytes(out, s.as_bytes());
+        }
+        Value::Bytes(b) => {
+            out.push(VALUE_BYTES);
+            put_bytes(out, b);
+        }
+        Value::Json(s) => {
+            out.push(VALUE_JSON);
+            put_bytes(out, s.as_bytes());
         }
     }
-    put_varint(out, row.values.len() as u64)?;
-    for value in &row.values {
-        match value {
-            Value::Null => out.write_all(&[VALUE_NULL])?,
-            Value::Bool(false) => out.write_all(&[VALUE_FALSE])?,
-            Value::Bool(true) => out.write_all(&[VALUE_TRUE])?,
-            Value::Int(i) => {
-                out.write_all(&[VALUE_INT])?;
-                put_varint(out, zigzag(*i))?;
-            }
-            Value::Float(f) => {
-                out.write_all(&[VALUE_FLOAT])?;
-                out.write_all(&f.to_bits().to_le_bytes())?;
-            }
-            Value::Decimal(s) => {
-                out.write_all(&[VALUE_DECIMAL])?;
-                put_bytes(out, s.as_bytes())?;
-            }
-            Value::Text(s) => {
-                out.write_all(&[VALUE_TEXT])?;
-                put_bytes(out, s.as_bytes())?;
-            }
-            Value::Bytes(b) => {
-                out.write_all(&[VALUE_BYTES])?;
-                put_bytes(out, b)?;
-            }
-            Value::Json(s) => {
-                out.write_all(&[VALUE_JSON])?;
-                put_bytes(out, s.as_bytes())?;
-            }
-        }
-    }
-    Ok(())
 }
 
-fn decode_row(input: &mut impl Read) -> io::Result<Row> {
-    let parts = get_varint(input)? as usize;
-    let mut key = Vec::with_capacity(parts);
-    for _ in 0..parts {
-        key.push(match get_u8(input)? {
-            PART_INT => KeyPart::Int(unzigzag(get_varint(input)?)),
-            PART_TEXT => KeyPart::Text(get_string(input)?),
-            tag => return Err(corrupt(tag)),
-        });
+/// Reads a row back from its bytes (`key_len` of them the key).
+fn decode_row(bytes: &[u8], key_len: usize) -> Result<Row, SourceError> {
+    let fail = |e: io::Error| SourceError::Read(format!("cannot decode a sorted row: {e}"));
+    let (key, values) = bytes
+        .split_at_checked(key_len)
+        .ok_or_else(|| fail(corrupt("short row")))?;
+    let mut input = Slice(key);
+    let mut parts = Vec::with_capacity(1);
+    while !input.0.is_empty() {
+        parts.push(decode_part(&mut input).map_err(fail)?);
     }
-    let count = get_varint(input)? as usize;
-    let mut values = Vec::with_capacity(count);
-    for _ in 0..count {
-        values.push(match get_u8(input)? {
-            VALUE_NULL => Value::Null,
-            VALUE_FALSE => Value::Bool(false),
-            VALUE_TRUE => Value::Bool(true),
-            VALUE_INT => Value::Int(unzigzag(get_varint(input)?)),
-            VALUE_FLOAT => {
-                let mut bits = [0; 8];
-                input.read_exact(&mut bits)?;
-                Value::Float(f64::from_bits(u64::from_le_bytes(bits)))
-            }
-            VALUE_DECIMAL => Value::Decimal(get_string(input)?),
-            VALUE_TEXT => Value::Text(get_string(input)?),
-            VALUE_BYTES => Value::Bytes(get_bytes(input)?),
-            VALUE_JSON => Value::Json(get_string(input)?),
-            tag => return Err(corrupt(tag)),
-        });
+    let mut input = Slice(values);
+    let mut decoded = Vec::new();
+    while !input.0.is_empty() {
+        decoded.push(decode_value(&mut input).map_err(fail)?);
     }
     Ok(Row {
-        key: Key(key),
-        values,
+        key: Key(parts),
+        values: decoded,
     })
 }
 
-fn corrupt(tag: u8) -> io::Error {
+/// A byte slice read from the front.
+struct Slice<'a>(&'a [u8]);
+
+impl<'a> Slice<'a> {
+    fn u8(&mut self) -> io::Result<u8> {
+        let (&first, rest) = self.0.split_first().ok_or_else(|| corrupt("short row"))?;
+        self.0 = rest;
+        Ok(first)
+    }
+
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or_else(|| corrupt("short row"))?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> io::Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("varint too long"))
+    }
+
+    fn bytes(&mut self) -> io::Result<&'a [u8]> {
+        let len = self.varint()? as usize;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> io::Result<String> {
+        text(self.bytes()?.to_vec())
+    }
+}
+
+fn text(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes).map_err(|_| corrupt("text is not UTF-8"))
+}
+
+fn decode_part(input: &mut Slice<'_>) -> io::Result<KeyPart> {
+    match input.u8()? {
+        PART_INT => {
+            let mut bits = [0; 8];
+            bits.copy_from_slice(input.take(8)?);
+            Ok(KeyPart::Int((u64::from_be_bytes(bits) ^ (1 << 63)) as i64))
+        }
+        PART_TEXT => {
+            let mut out = Vec::new();
+            loop {
+                let end = input
+                    .0
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or_else(|| corrupt("unended text"))?;
+                out.extend_from_slice(input.take(end)?);
+                input.u8()?;
+                match input.u8()? {
+                    0 => return Ok(KeyPart::Text(text(out)?)),
+                    0xff => out.push(0),
+                    _ => return Err(corrupt("bad text escape")),
+                }
+            }
+        }
+        tag => Err(corrupt_tag(tag)),
+    }
+}
+
+fn decode_value(input: &mut Slice<'_>) -> io::Result<Value> {
+    Ok(match input.u8()? {
+        VALUE_NULL => Value::Null,
+        VALUE_FALSE => Value::Bool(false),
+        VALUE_TRUE => Value::Bool(true),
+        VALUE_INT => Value::Int(unzigzag(input.varint()?)),
+        VALUE_FLOAT => {
+            let mut bits = [0; 8];
+            bits.copy_from_slice(input.take(8)?);
+            Value::Float(f64::from_bits(u64::from_le_bytes(bits)))
+        }
+        VALUE_DECIMAL => Value::Decimal(input.string()?),
+        VALUE_TEXT => Value::Text(input.string()?),
+        VALUE_BYTES => Value::Bytes(input.bytes()?.to_vec()),
+        VALUE_JSON => Value::Json(input.string()?),
+        tag => return Err(corrupt_tag(tag)),
+    })
+}
+
+fn corrupt(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+fn corrupt_tag(tag: u8) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("unknown tag {tag}"))
 }
 
@@ -425,56 +713,35 @@ fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-fn put_varint(out: &mut impl Write, mut v: u64) -> io::Result<()> {
-    let mut buf = [0u8; 10];
-    let mut len = 0;
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
         if v == 0 {
-            buf[len] = byte;
-            len += 1;
-            break;
+            out.push(byte);
+            return;
         }
-        buf[len] = byte | 0x80;
-        len += 1;
+        out.push(byte | 0x80);
     }
-    out.write_all(&buf[..len])
 }
 
-fn get_varint(input: &mut impl Read) -> io::Result<u64> {
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Reads a varint from a buffered reader, a byte at a time from its buffer.
+fn read_varint(input: &mut impl BufRead) -> io::Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let byte = get_u8(input)?;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
+        let mut byte = [0];
+        input.read_exact(&mut byte)?;
+        v |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "varint too long"))
-}
-
-fn get_u8(input: &mut impl Read) -> io::Result<u8> {
-    let mut byte = [0];
-    input.read_exact(&mut byte)?;
-    Ok(byte[0])
-}
-
-fn put_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    put_varint(out, bytes.len() as u64)?;
-    out.write_all(bytes)
-}
-
-fn get_bytes(input: &mut impl Read) -> io::Result<Vec<u8>> {
-    let len = get_varint(input)? as usize;
-    let mut bytes = vec![0; len];
-    input.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-fn get_string(input: &mut impl Read) -> io::Result<String> {
-    String::from_utf8(get_bytes(input)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "text is not UTF-8"))
+    Err(corrupt("varint too long"))
 }
 
 #[cfg(test)]
@@ -545,9 +812,20 @@ mod tests {
                 Value::Json(r#"{"a":[1]}"#.into()),
             ],
         };
-        let mut buf = Vec::new();
-        encode_row(&mut buf, &row).unwrap();
-        let back = decode_row(&mut buf.as_slice()).unwrap();
+        for budget in [64 << 20, 0] {
+            let mut sorter = SpillSorter::new(budget);
+            sorter.push(row.clone()).unwrap();
+            sorter.push(row.clone()).unwrap();
+            let mut sorted = sorter.finish().unwrap();
+            for _ in 0..2 {
+                let back = sorted.next_row().unwrap().unwrap();
+                assert_same(&back, &row);
+            }
+            assert!(sorted.next_row().unwrap().is_none());
+        }
+    }
+
+    fn assert_same(back: &Row, row: &Row) {
         assert_eq!(back.key, row.key);
         assert_eq!(back.values.len(), row.values.len());
         for (a, b) in back.values.iter().zip(&row.values) {
@@ -573,6 +851,43 @@ mod tests {
             assert_eq!(sizes.len(), 11);
             assert!(sizes[..10].iter().all(|&n| n == 100));
             assert_eq!(sizes[10], 1);
+        }
+    }
+
+    fn part() -> impl proptest::strategy::Strategy<Value = KeyPart> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0i64), -300i64..300].prop_map(KeyPart::Int),
+            proptest::collection::vec(prop_oneof![Just('\0'), Just('a'), Just('b'), Just('é')], 0..5)
+                .prop_map(|c| KeyPart::Text(c.into_iter().collect())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Keys of any shape (NUL in text, a text that prefixes another, mixed part
+        /// types, composite keys) come back in `Key` order, stably, in memory or spilled.
+        #[test]
+        fn the_key_encoding_orders_like_keys(
+            keys in proptest::collection::vec(proptest::collection::vec(part(), 0..3), 0..200),
+            budget in proptest::prop_oneof![proptest::strategy::Just(64usize << 20), 0usize..3000],
+        ) {
+            let rows: Vec<Row> = keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, parts)| Row { key: Key(parts), values: vec![Value::Int(i as i64)] })
+                .collect();
+            let mut sorter = SpillSorter::new(budget);
+            for r in rows.iter().cloned() {
+                sorter.push(r).unwrap();
+            }
+            let mut sorted = sorter.finish().unwrap();
+            let mut got = Vec::new();
+            while let Some(r) = sorted.next_row().unwrap() {
+                got.push(r);
+            }
+            let mut expected = rows;
+            expected.sort_by(|a, b| a.key.cmp(&b.key));
+            proptest::prop_assert_eq!(got, expected);
         }
     }
 }
