@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use recon::job::{RedactedUrl, SourceConfig, SourceDef, SqlServerConfig, SqlTarget};
 use recon::source::sql::mysql::MysqlSource;
-use recon::source::sql::postgres::PostgresSource;
+use recon::source::sql::postgres::{self, PostgresSource};
 use recon::source::sql::{Param, Statement};
 use recon::source::{FieldType, Key, KeyPart, KeyType, ScanSpec, Value};
 use serde_json::json;
@@ -1121,12 +1121,21 @@ where
     q
 }
 
-/// PostgreSQL's plan for a statement, as EXPLAIN prints it.
+/// PostgreSQL's plan for a scan statement, as EXPLAIN prints it. The statement is the
+/// query a scan runs inside its `COPY`: its parameters are set as recon sets them
+/// (session settings), then the query itself is explained.
 fn pg_explain(url: &str, statement: &Statement) -> String {
     block_on(async {
         let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        if !statement.params.is_empty() {
+            let settings = postgres::session_settings(&statement.params);
+            bind_all(sqlx::query(&settings.sql), &settings.params)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", settings.sql));
+        }
         let sql = format!("EXPLAIN {}", statement.sql);
-        let rows = bind_all(sqlx::query(&sql), &statement.params)
+        let rows = sqlx::query(&sql)
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));

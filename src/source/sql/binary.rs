@@ -1,7 +1,8 @@
 //! PostgreSQL's binary wire forms (what `COPY ... (FORMAT binary)` and binary result
 //! columns carry), decoded into exactly the text or number the column's text cast would
 //! give: `numeric` as `numeric_out` prints it (scale kept, `NaN`, `Infinity`), `uuid` in
-//! lower-case hyphenated form. Every decoder checks the cell's length.
+//! lower-case hyphenated form. Every decoder checks the cell's length. Also the framing
+//! of a binary `COPY` stream (header, tuples, fields, trailer), which scans read.
 
 /// A cell of the wrong length or content.
 fn bad(what: &str, len: usize) -> String {
@@ -95,21 +96,17 @@ pub fn numeric(bytes: &[u8]) -> Result<String, String> {
         NUMERIC_POS | NUMERIC_NEG => {}
         _ => return Err(invalid()),
     }
-    let digits: Vec<u16> = (0..ndigits).map(|i| word(4 + i)).collect();
-    if digits.iter().any(|d| *d > 9999) {
+    // Digits are read in place (no vector): this runs once per numeric cell of a scan.
+    let digit = |i: usize| word(4 + i);
+    if (0..ndigits).any(|i| digit(i) > 9999) {
         return Err(invalid());
     }
-    // Digit `i` has weight `weight - i`: the group at weight `w` is digits[weight - w].
+    // Digit `i` has weight `weight - i`: the group at weight `w` is digit(weight - w).
     let group = |w: i64| -> u16 {
-        let i = weight - w;
-        if i < 0 {
-            return 0;
+        match usize::try_from(weight - w) {
+            Ok(i) if i < ndigits => digit(i),
+            _ => 0,
         }
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0)
     };
     let mut out = String::with_capacity(8 + 4 * ndigits + dscale as usize);
     if sign == NUMERIC_NEG {
@@ -121,9 +118,9 @@ pub fn numeric(bytes: &[u8]) -> Result<String, String> {
         for w in (0..=weight).rev() {
             let d = group(w);
             if w == weight {
-                out.push_str(&d.to_string());
+                push_unpadded(&mut out, d);
             } else {
-                push4(&mut out, d);
+                push4(&mut out, d, 4);
             }
         }
     }
@@ -132,10 +129,8 @@ pub fn numeric(bytes: &[u8]) -> Result<String, String> {
         let mut left = dscale;
         let mut w = -1;
         while left > 0 {
-            let mut four = String::with_capacity(4);
-            push4(&mut four, group(w));
             let take = left.min(4) as usize;
-            out.push_str(&four[..take]);
+            push4(&mut out, group(w), take);
             left -= take as i64;
             w -= 1;
         }
@@ -143,11 +138,102 @@ pub fn numeric(bytes: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
-/// Four decimal digits, zero-padded.
-fn push4(out: &mut String, d: u16) {
-    for div in [1000, 100, 10, 1] {
+/// The first `take` of a group's four decimal digits, zero-padded.
+fn push4(out: &mut String, d: u16, take: usize) {
+    for div in [1000, 100, 10, 1].into_iter().take(take) {
         out.push(char::from(b'0' + ((d / div) % 10) as u8));
     }
+}
+
+/// A group's digits without leading zeros (`0` for zero).
+fn push_unpadded(out: &mut String, d: u16) {
+    let mut started = false;
+    for div in [1000, 100, 10, 1] {
+        let digit = (d / div) % 10;
+        started |= digit != 0 || div == 1;
+        if started {
+            out.push(char::from(b'0' + digit as u8));
+        }
+    }
+}
+
+/// The signature a binary `COPY` stream starts with.
+pub const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// Bits 16-31 of the header's flags mark format changes a reader must not ignore
+/// (bit 16: rows carry OIDs, which recon never asks for).
+const COPY_CRITICAL_FLAGS: u32 = 0xFFFF_0000;
+
+/// A complete item at the start of a binary `COPY` stream's remaining data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CopyItem {
+    /// A tuple of this many bytes; its fields' places were written to the field list.
+    Tuple(usize),
+    /// The trailer (two bytes): no tuple follows.
+    Trailer,
+}
+
+/// Reads the header of a binary `COPY` stream (signature, flags, extension area) at the
+/// start of `data`: the bytes it takes, or `None` while it is incomplete.
+pub fn copy_header(data: &[u8]) -> Result<Option<usize>, String> {
+    let fixed = COPY_SIGNATURE.len() + 8;
+    if data.len() < fixed {
+        // Judge the signature as soon as its bytes are there, not after more arrive.
+        let n = data.len().min(COPY_SIGNATURE.len());
+        if data[..n] != COPY_SIGNATURE[..n] {
+            return Err("not a binary COPY stream (bad signature)".into());
+        }
+        return Ok(None);
+    }
+    if data[..COPY_SIGNATURE.len()] != COPY_SIGNATURE[..] {
+        return Err("not a binary COPY stream (bad signature)".into());
+    }
+    let at = COPY_SIGNATURE.len();
+    let flags = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    if flags & COPY_CRITICAL_FLAGS != 0 {
+        return Err(format!("binary COPY header flags {flags:#x} not understood"));
+    }
+    let ext = u32::from_be_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+    let total = usize::try_from(ext)
+        .ok()
+        .and_then(|e| fixed.checked_add(e))
+        .ok_or_else(|| "binary COPY header extension too long".to_string())?;
+    Ok((data.len() >= total).then_some(total))
+}
+
+/// Reads one tuple (or the trailer) of a binary `COPY` stream at the start of `data`:
+/// a 16-bit field count, then per field a 32-bit length (-1 for NULL) and its bytes.
+/// Each field's place in the tuple (`None` for NULL) is written to `fields`, which is
+/// reused from tuple to tuple. `None` while the tuple is incomplete.
+pub fn copy_tuple(data: &[u8], fields: &mut Vec<Option<(usize, usize)>>) -> Result<Option<CopyItem>, String> {
+    let Some(count) = data.get(..2) else {
+        return Ok(None);
+    };
+    let count = i16::from_be_bytes([count[0], count[1]]);
+    if count == -1 {
+        return Ok(Some(CopyItem::Trailer));
+    }
+    let count = usize::try_from(count).map_err(|_| format!("binary COPY tuple of {count} fields"))?;
+    fields.clear();
+    let mut at = 2;
+    for _ in 0..count {
+        let Some(len) = data.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len == -1 {
+            fields.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| format!("binary COPY field of length {len}"))?;
+        if data.len() - at < len {
+            return Ok(None);
+        }
+        fields.push(Some((at, len)));
+        at += len;
+    }
+    Ok(Some(CopyItem::Tuple(at)))
 }
 
 #[cfg(test)]
@@ -189,6 +275,10 @@ mod tests {
             (0, NUMERIC_POS, 3, &[123, 4560], "123.456"),
             // 1e20
             (5, NUMERIC_POS, 0, &[1], "100000000000000000000"),
+            // Leading zeros of the first group dropped, inner groups padded.
+            (2, NUMERIC_POS, 0, &[12, 0, 5], "1200000005"),
+            (0, NUMERIC_POS, 2, &[7, 500], "7.05"),
+            (0, NUMERIC_POS, 1, &[7, 500], "7.0"),
             (0, NUMERIC_NAN, 0, &[], "NaN"),
             (0, NUMERIC_PINF, 0, &[], "Infinity"),
             (0, NUMERIC_NINF, 0, &[], "-Infinity"),
@@ -222,5 +312,104 @@ mod tests {
         assert_eq!(uuid(&id).as_deref(), Ok("00112233-4455-6677-8899-aabbccddeeff"));
         assert!(uuid(&id[..15]).is_err());
         assert_eq!(hex_lower(&[0x0a, 0xff]), "0aff");
+    }
+
+    /// A binary COPY stream: header (with a 3-byte extension), the given tuples, trailer.
+    fn copy_stream(tuples: &[&[Option<&[u8]>]]) -> Vec<u8> {
+        let mut b = COPY_SIGNATURE.to_vec();
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&3u32.to_be_bytes());
+        b.extend_from_slice(b"ext");
+        for tuple in tuples {
+            b.extend_from_slice(&(tuple.len() as i16).to_be_bytes());
+            for field in *tuple {
+                match field {
+                    None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(bytes) => {
+                        b.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                        b.extend_from_slice(bytes);
+                    }
+                }
+            }
+        }
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b
+    }
+
+    /// Parses a whole stream: each tuple's fields as owned bytes.
+    fn parse_all(data: &[u8]) -> Result<Vec<Vec<Option<Vec<u8>>>>, String> {
+        let mut at = copy_header(data)?.ok_or("incomplete header")?;
+        let mut fields = Vec::new();
+        let mut tuples = Vec::new();
+        loop {
+            match copy_tuple(&data[at..], &mut fields)?.ok_or("incomplete tuple")? {
+                CopyItem::Trailer => return Ok(tuples),
+                CopyItem::Tuple(n) => {
+                    let tuple = &data[at..at + n];
+                    tuples.push(
+                        fields
+                            .iter()
+                            .map(|f| f.map(|(start, len)| tuple[start..start + len].to_vec()))
+                            .collect(),
+                    );
+                    at += n;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn binary_copy_streams_are_split_into_tuples_and_fields() {
+        let data = copy_stream(&[
+            &[Some(b"ab"), None, Some(b"")],
+            &[Some(&[0, 0, 0, 7]), Some(b"xyz"), None],
+        ]);
+        let tuples = parse_all(&data).unwrap();
+        assert_eq!(
+            tuples,
+            vec![
+                vec![Some(b"ab".to_vec()), None, Some(Vec::new())],
+                vec![Some(vec![0, 0, 0, 7]), Some(b"xyz".to_vec()), None],
+            ]
+        );
+        assert_eq!(parse_all(&copy_stream(&[])).unwrap(), Vec::<Vec<_>>::new());
+    }
+
+    #[test]
+    fn incomplete_copy_items_ask_for_more_data() {
+        let data = copy_stream(&[&[Some(b"hello"), None]]);
+        let header = copy_header(&data).unwrap().unwrap();
+        assert_eq!(header, 11 + 8 + 3);
+        for cut in 0..header {
+            assert_eq!(copy_header(&data[..cut]), Ok(None), "header cut at {cut}");
+        }
+        let tuple = &data[header..data.len() - 2];
+        let mut fields = Vec::new();
+        for cut in 0..tuple.len() {
+            assert_eq!(
+                copy_tuple(&tuple[..cut], &mut fields),
+                Ok(None),
+                "tuple cut at {cut}"
+            );
+        }
+        assert_eq!(
+            copy_tuple(tuple, &mut fields),
+            Ok(Some(CopyItem::Tuple(tuple.len())))
+        );
+        assert_eq!(fields, vec![Some((6, 5)), None]);
+    }
+
+    #[test]
+    fn malformed_copy_streams_are_refused() {
+        assert!(copy_header(b"PGCOPY\nX").is_err());
+        assert!(copy_header(b"COPY").is_err());
+        let mut oids = copy_stream(&[]);
+        oids[11..15].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+        assert!(copy_header(&oids).is_err());
+        let mut fields = Vec::new();
+        assert!(copy_tuple(&(-2i16).to_be_bytes(), &mut fields).is_err());
+        let mut bad_len = 1i16.to_be_bytes().to_vec();
+        bad_len.extend_from_slice(&(-5i32).to_be_bytes());
+        assert!(copy_tuple(&bad_len, &mut fields).is_err());
     }
 }

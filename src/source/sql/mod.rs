@@ -38,6 +38,14 @@ pub trait Dialect {
     /// The placeholder for the `index`-th bound parameter, counting from 1 (`?`, `$1`).
     fn placeholder(&self, index: usize) -> String;
 
+    /// How the statement reads the `index`-th parameter (counting from 1), whose value
+    /// is `param`: its [`Dialect::placeholder`] unless the dialect passes values another
+    /// way (PostgreSQL's `COPY` takes no bound parameters: it reads them back from
+    /// session settings set by a statement that does).
+    fn param_expr(&self, index: usize, _param: &Param) -> String {
+        self.placeholder(index)
+    }
+
     /// The expression a key column is ordered and compared by: `column` is already
     /// quoted. It must order like [`Key`] does (integers numerically, text byte-wise,
     /// UUIDs lower-cased byte-wise). `cast` is true when the column is not stored as the
@@ -317,8 +325,9 @@ struct Builder<'a, D> {
 
 impl<D: Dialect> Builder<'_, D> {
     fn bind(&mut self, param: Param) -> String {
+        let expr = self.dialect.param_expr(self.params.len() + 1, &param);
         self.params.push(param);
-        self.dialect.placeholder(self.params.len())
+        expr
     }
 
     fn bind_all(&mut self, key: &Key) -> String {

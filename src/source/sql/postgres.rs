@@ -10,6 +10,12 @@
 //! text key (an `en_US.UTF-8` or ICU default, or `C.UTF-8` from libc, whose order recon
 //! cannot vouch for) is sorted by the server for each page: give such a key column
 //! `COLLATE "C"`, or an index `ON t (k COLLATE "C")`, to page it by index.
+//!
+//! A scan's statements run as `COPY (<statement>) TO STDOUT (FORMAT binary)`, which
+//! spares the driver's per-row work. `COPY` takes no bound parameters, and values are
+//! never spliced into SQL: the statement's parameters are first bound to a
+//! `set_config` on the same connection, and the statement reads them back with
+//! `current_setting` (see [`session_settings`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -17,16 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeKind};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeKind};
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
+use super::binary::{CopyItem, copy_header, copy_tuple};
 use super::server::{
     Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
-    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, pump, run_error,
+    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
-use crate::source::{Key, KeyType, SourceError};
+use crate::source::{Key, KeyType, Row, SourceError};
 use tokio::sync::mpsc;
 
 const DEFAULT_PORT: u16 = 5432;
@@ -41,7 +48,8 @@ pub struct PgDialect {
     text_order: HashMap<String, TextOrder>,
     nulls_first: bool,
     /// For a streamed scan, its key columns: columns are then read in the binary forms
-    /// of [`stream_wire`] instead of all as text.
+    /// of [`stream_wire`] instead of all as text, and parameters from session settings
+    /// (the statement runs inside a `COPY`).
     binary: Option<Vec<String>>,
 }
 
@@ -93,9 +101,53 @@ pub fn stream_wire(kind: Kind, is_key: bool) -> Wire {
     }
 }
 
+/// The session setting the `index`-th parameter of a scan's statement is passed in.
+fn setting_name(index: usize) -> String {
+    format!("recon.p{index}")
+}
+
+/// The statement that passes a scan statement's parameters to the `COPY` it runs in:
+/// `SELECT set_config('recon.p1', $1, false), ...`, each value bound as text (an integer
+/// in decimal), read back by the statement as `current_setting('recon.p1')` (cast to
+/// `bigint` for an integer). The settings last for the session, and each `COPY` is
+/// preceded by the statement setting every parameter it reads, on its connection.
+pub fn session_settings(params: &[Param]) -> Statement {
+    let calls: Vec<String> = (1..=params.len())
+        .map(|i| format!("set_config('{}', ${i}, false)", setting_name(i)))
+        .collect();
+    Statement {
+        sql: format!("SELECT {}", calls.join(", ")),
+        params: params
+            .iter()
+            .map(|p| match p {
+                Param::Int(i) => Param::Text(i.to_string()),
+                Param::Text(s) => Param::Text(s.clone()),
+            })
+            .collect(),
+    }
+}
+
+/// A scan's statement as the `COPY` that streams its rows in binary.
+pub fn copy_statement(sql: &str) -> String {
+    format!("COPY ({sql}) TO STDOUT (FORMAT binary)")
+}
+
 impl Dialect for PgDialect {
     fn placeholder(&self, index: usize) -> String {
         format!("${index}")
+    }
+
+    fn param_expr(&self, index: usize, param: &Param) -> String {
+        if self.binary.is_none() {
+            return self.placeholder(index);
+        }
+        // The same types a bound `i64` (int8) and `String` (text) have, so that the
+        // statement is typed, planned and served by an index exactly as with `$n`.
+        let setting = format!("current_setting('{}')", setting_name(index));
+        match param {
+            Param::Int(_) => format!("CAST({setting} AS bigint)"),
+            Param::Text(_) => setting,
+        }
     }
 
     fn key_expr(&self, column: &str, ty: KeyType, cast: bool) -> String {
@@ -198,14 +250,19 @@ impl Engine for Postgres {
         let (tx, rx) = mpsc::channel(2);
         let pool = self.pool.clone();
         tokio::spawn(async move {
-            let mut q = sqlx::query(&statement.sql);
-            for param in &statement.params {
-                q = match param {
-                    Param::Int(i) => q.bind(*i),
-                    Param::Text(s) => q.bind(s.clone()),
-                };
+            // The task owns the connection: the COPY stream borrows it.
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = tx.send(Streamed::Failed(run_error(&e))).await;
+                    return;
+                }
+            };
+            if !copy_rows(&mut conn, &statement, &decoder, batch, after, &tx).await {
+                // A COPY not read to its end leaves the connection mid-protocol (and a
+                // failed one is likely dead): never hand it to the next statement.
+                conn.close_on_drop();
             }
-            pump(q.fetch(&pool), run_error, decoder, batch, after, tx).await;
         });
         rx
     }
@@ -226,14 +283,179 @@ impl Engine for Postgres {
     }
 }
 
-impl RawRow for PgRow {
+/// Streams the rows of a scan statement through `COPY ... (FORMAT binary)` on `conn`,
+/// decoded by `decoder` and sent in batches of about `batch` rows, then
+/// [`Streamed::End`], or the failure; `after` is the key before the first row, for
+/// messages. True when the connection is left ready for another statement.
+async fn copy_rows(
+    conn: &mut PgConnection,
+    statement: &Statement,
+    decoder: &Decoder,
+    batch: usize,
+    after: Option<Key>,
+    tx: &mpsc::Sender<Streamed>,
+) -> bool {
+    if !statement.params.is_empty() {
+        let settings = session_settings(&statement.params);
+        let mut q = sqlx::query(&settings.sql);
+        for param in &settings.params {
+            if let Param::Text(s) = param {
+                q = q.bind(s.as_str());
+            }
+        }
+        if let Err(e) = q.execute(&mut *conn).await {
+            let _ = tx.send(Streamed::Failed(run_error(&e))).await;
+            return false;
+        }
+    }
+    let mut chunks = match conn.copy_out_raw(&copy_statement(&statement.sql)).await {
+        Ok(chunks) => chunks,
+        Err(e) => {
+            let _ = tx.send(Streamed::Failed(run_error(&e))).await;
+            return false;
+        }
+    };
+    let batch = batch.max(1);
+    let mut prev = after;
+    let mut reader = CopyReader::default();
+    let mut rows: Vec<Row> = Vec::with_capacity(batch);
+    loop {
+        let next = std::future::poll_fn(|cx| chunks.as_mut().poll_next(cx)).await;
+        match next {
+            Some(Ok(chunk)) => {
+                if let Err(e) = reader.feed(&chunk, decoder, prev.as_ref(), &mut rows) {
+                    let _ = tx.send(Streamed::Bad(e)).await;
+                    return false;
+                }
+                if rows.len() >= batch {
+                    prev = rows.last().map(|r| r.key.clone());
+                    let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
+                    if tx.send(Streamed::Rows(full)).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                // Rows read before the failure are good: the scan holds back what may
+                // be an incomplete run and resumes after them.
+                if !rows.is_empty() && tx.send(Streamed::Rows(rows)).await.is_err() {
+                    return false;
+                }
+                let _ = tx.send(Streamed::Failed(run_error(&e))).await;
+                return false;
+            }
+            None => {
+                if !reader.ended {
+                    let message = "the binary COPY stream ended without its trailer";
+                    let _ = tx.send(Streamed::Bad(SourceError::Read(message.into()))).await;
+                    return false;
+                }
+                if !rows.is_empty() && tx.send(Streamed::Rows(rows)).await.is_err() {
+                    return false;
+                }
+                let _ = tx.send(Streamed::End).await;
+                return true;
+            }
+        }
+    }
+}
+
+/// Splits a binary COPY stream's chunks into tuples and decodes each. A tuple within
+/// one chunk is decoded in place; the rare one cut across chunks is gathered in
+/// `partial` first (the server sends one chunk per tuple).
+#[derive(Default)]
+struct CopyReader {
+    header: bool,
+    ended: bool,
+    partial: Vec<u8>,
+    /// The current tuple's fields, reused from tuple to tuple.
+    fields: Vec<Option<(usize, usize)>>,
+}
+
+/// A tuple of a binary COPY stream, as a [`RawRow`].
+struct CopyRow<'a> {
+    data: &'a [u8],
+    fields: &'a [Option<(usize, usize)>],
+}
+
+impl RawRow for CopyRow<'_> {
     fn width(&self) -> usize {
-        self.len()
+        self.fields.len()
     }
 
     fn cell(&self, index: usize) -> Result<Option<&[u8]>, String> {
-        self.try_get_unchecked::<Option<&[u8]>, _>(index)
-            .map_err(|e| e.to_string())
+        match self.fields.get(index) {
+            Some(Some((start, len))) => Ok(Some(&self.data[*start..*start + *len])),
+            Some(None) => Ok(None),
+            None => Err(format!("no column {index}")),
+        }
+    }
+}
+
+impl CopyReader {
+    /// Decodes the tuples `chunk` completes into `rows`; `prev` is the key before them.
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+        decoder: &Decoder,
+        prev: Option<&Key>,
+        rows: &mut Vec<Row>,
+    ) -> Result<(), SourceError> {
+        if self.partial.is_empty() {
+            let used = self.decode(chunk, decoder, prev, rows)?;
+            self.partial.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut data = std::mem::take(&mut self.partial);
+            data.extend_from_slice(chunk);
+            let used = self.decode(&data, decoder, prev, rows)?;
+            data.drain(..used);
+            self.partial = data;
+        }
+        Ok(())
+    }
+
+    /// Decodes the complete items at the start of `data`; returns the bytes they took.
+    fn decode(
+        &mut self,
+        data: &[u8],
+        decoder: &Decoder,
+        prev: Option<&Key>,
+        rows: &mut Vec<Row>,
+    ) -> Result<usize, SourceError> {
+        let malformed = |e: String| SourceError::Read(format!("malformed COPY data: {e}"));
+        let mut at = 0;
+        while at < data.len() {
+            if self.ended {
+                return Err(malformed("data after the trailer".into()));
+            }
+            if !self.header {
+                match copy_header(&data[at..]).map_err(malformed)? {
+                    Some(n) => {
+                        at += n;
+                        self.header = true;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            match copy_tuple(&data[at..], &mut self.fields).map_err(malformed)? {
+                None => break,
+                Some(CopyItem::Trailer) => {
+                    at += 2;
+                    self.ended = true;
+                }
+                Some(CopyItem::Tuple(n)) => {
+                    let raw = CopyRow {
+                        data: &data[at..at + n],
+                        fields: &self.fields,
+                    };
+                    let row = decoder.row(&raw, rows.last().map(|r| &r.key).or(prev))?;
+                    rows.push(row);
+                    at += n;
+                }
+            }
+        }
+        Ok(at)
     }
 }
 
@@ -477,5 +699,144 @@ mod tests {
             s.sql
         );
         assert!(s.sql.contains(") > ($1, $2, $3, $4, $5)"), "{}", s.sql);
+    }
+
+    #[test]
+    fn streamed_statements_read_their_parameters_from_session_settings() {
+        let kinds: HashMap<String, Kind> = [("id", Kind::Integer), ("code", Kind::Text), ("v", Kind::Text)]
+            .into_iter()
+            .map(|(n, k)| (n.to_owned(), k))
+            .collect();
+        let dialect = PgDialect {
+            binary: Some(vec!["id".into(), "code".into()]),
+            ..PgDialect::new(kinds, HashMap::new(), false)
+        };
+        let q = KeysetQuery::new(
+            dialect,
+            &SqlTarget::Table("s.t".into()),
+            None,
+            &[
+                key("id", KeyType::Integer, false),
+                key("code", KeyType::Text, false),
+            ],
+            &["v".into()],
+            &[],
+        );
+        let s = q.page(
+            Some(&Key(vec![KeyPart::Int(7), KeyPart::Text("it's".into())])),
+            10,
+        );
+        assert!(!s.sql.contains('$'), "{}", s.sql);
+        assert!(!s.sql.contains("it's"), "{}", s.sql);
+        assert!(
+            s.sql.contains(
+                "WHERE (\"id\", \"code\" COLLATE \"C\") > (CAST(current_setting('recon.p1') AS bigint), \
+                 current_setting('recon.p2')) ORDER BY \"id\", \"code\" COLLATE \"C\" \
+                 LIMIT CAST(current_setting('recon.p3') AS bigint)"
+            ),
+            "{}",
+            s.sql
+        );
+        let settings = session_settings(&s.params);
+        assert_eq!(
+            settings.sql,
+            "SELECT set_config('recon.p1', $1, false), set_config('recon.p2', $2, false), \
+             set_config('recon.p3', $3, false)"
+        );
+        assert_eq!(
+            settings.params,
+            vec![
+                Param::Text("7".into()),
+                Param::Text("it's".into()),
+                Param::Text("10".into())
+            ]
+        );
+        assert_eq!(
+            copy_statement("SELECT 1"),
+            "COPY (SELECT 1) TO STDOUT (FORMAT binary)"
+        );
+    }
+
+    /// A binary COPY stream of `(id bigint, tag text, amount numeric)` tuples.
+    fn copy_stream(rows: &[(i64, Option<&str>)]) -> Vec<u8> {
+        let mut b = crate::source::sql::binary::COPY_SIGNATURE.to_vec();
+        b.extend_from_slice(&[0; 8]);
+        for (id, tag) in rows {
+            b.extend_from_slice(&3i16.to_be_bytes());
+            b.extend_from_slice(&8i32.to_be_bytes());
+            b.extend_from_slice(&id.to_be_bytes());
+            match tag {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(t) => {
+                    b.extend_from_slice(&(t.len() as i32).to_be_bytes());
+                    b.extend_from_slice(t.as_bytes());
+                }
+            }
+            // 12.50: one digit group before the point, one after, scale 2.
+            b.extend_from_slice(&12i32.to_be_bytes());
+            for w in [2u16, 0, 0, 2, 12, 5000] {
+                b.extend_from_slice(&w.to_be_bytes());
+            }
+        }
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b
+    }
+
+    fn read_chunks(decoder: &Decoder, chunks: &[&[u8]]) -> Result<(Vec<Row>, bool), SourceError> {
+        let mut reader = CopyReader::default();
+        let mut rows = Vec::new();
+        for chunk in chunks {
+            reader.feed(chunk, decoder, None, &mut rows)?;
+        }
+        Ok((rows, reader.ended && reader.partial.is_empty()))
+    }
+
+    #[test]
+    fn copy_tuples_cut_anywhere_across_chunks_decode_the_same() {
+        use crate::source::{Row, Value};
+        let decoder = Decoder::for_test(
+            &[("id", KeyType::Integer, Kind::Integer, Wire::Int8)],
+            &[
+                ("tag", Kind::Text, Wire::Text),
+                ("amount", Kind::Decimal, Wire::Numeric),
+            ],
+        );
+        let data = copy_stream(&[(1, Some("a")), (2, None), (3, Some("été"))]);
+        let row = |id: i64, tag: Value| Row {
+            key: Key(vec![KeyPart::Int(id)]),
+            values: vec![tag, Value::Decimal("12.50".into())],
+        };
+        let expected = vec![
+            row(1, Value::Text("a".into())),
+            row(2, Value::Null),
+            row(3, Value::Text("été".into())),
+        ];
+        assert_eq!(read_chunks(&decoder, &[&data]).unwrap(), (expected.clone(), true));
+        for cut in 0..=data.len() {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(
+                read_chunks(&decoder, &[a, b]).unwrap(),
+                (expected.clone(), true),
+                "cut at {cut}"
+            );
+        }
+        let bytes: Vec<&[u8]> = data.chunks(1).collect();
+        assert_eq!(read_chunks(&decoder, &bytes).unwrap(), (expected, true));
+        // Without its trailer the stream is not over; data after it is refused.
+        let (_, ended) = read_chunks(&decoder, &[&data[..data.len() - 2]]).unwrap();
+        assert!(!ended);
+        let mut extra = data.clone();
+        extra.push(0);
+        assert!(read_chunks(&decoder, &[&extra]).is_err());
+        // A tuple of the wrong width fails to decode, naming where.
+        let two = Decoder::for_test(
+            &[("id", KeyType::Integer, Kind::Integer, Wire::Int8)],
+            &[("tag", Kind::Text, Wire::Text)],
+        );
+        let err = read_chunks(&two, &[&data]).unwrap_err();
+        assert!(
+            err.to_string().contains("3 columns returned in the first row"),
+            "{err}"
+        );
     }
 }

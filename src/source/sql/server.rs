@@ -340,6 +340,23 @@ impl Decoder {
     }
 }
 
+#[cfg(test)]
+impl Decoder {
+    /// A decoder for key columns `(name, type, kind, wire)` then columns `(name, kind,
+    /// wire)`, as [`ServerSource`] prepares one.
+    pub(super) fn for_test(key: &[(&str, KeyType, Kind, Wire)], columns: &[(&str, Kind, Wire)]) -> Decoder {
+        Decoder {
+            key: key.iter().map(|k| k.0.to_owned()).collect(),
+            key_types: key.iter().map(|k| k.1).collect(),
+            key_kinds: key.iter().map(|k| k.2).collect(),
+            key_wires: key.iter().map(|k| k.3).collect(),
+            columns: columns.iter().map(|c| c.0.to_owned()).collect(),
+            kinds: columns.iter().map(|c| c.1).collect(),
+            wires: columns.iter().map(|c| c.2).collect(),
+        }
+    }
+}
+
 /// A key cell as the value its key part is made from: what the column's text would be.
 fn key_value(bytes: &[u8], kind: Kind, ty: KeyType, wire: Wire) -> Result<Value, String> {
     let utf8 = |b: Vec<u8>| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string());
@@ -625,7 +642,9 @@ impl<E: Engine> ServerSource<E> {
 
     /// The statement a scan with `spec` runs for the rows after `after` (from the start
     /// when `None`), exactly as [`Source::next_page`] would send it: for inspecting the
-    /// server's plan (`EXPLAIN`). Fails like [`Source::scan`] on an unknown column.
+    /// server's plan (`EXPLAIN`). PostgreSQL runs it inside a `COPY`, its parameters
+    /// passed as session settings (see [`super::postgres::session_settings`]). Fails
+    /// like [`Source::scan`] on an unknown column.
     pub fn page_statement(&self, spec: &ScanSpec, after: Option<&Key>) -> Result<Statement, SourceError> {
         let (query, _) = self.prepare(spec, true)?;
         Ok(query.page(after, spec.page_size.max(1).saturating_mul(STREAM_PAGES)))
