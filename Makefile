@@ -1,5 +1,7 @@
 # recon: developer entry points. `make help` lists them.
 .DEFAULT_GOAL := help
+# Recipes source .ci/services.sh, which is bash.
+SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
@@ -14,6 +16,8 @@ demo: ## Run the example jobs in jobs/ on the embedded demo data and show what t
 	test $$status -le 1
 
 test: ## Run the whole test suite (cargo nextest when installed, else cargo test)
+	@if [ -z "$$RECON_TEST_POSTGRES_URL$$RECON_TEST_MYSQL_URL" ]; then \
+	  echo "note: RECON_TEST_POSTGRES_URL and RECON_TEST_MYSQL_URL are not set: the database tests are skipped (make test-db runs them)"; fi
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run $(if $(CI),--profile ci,)
 else

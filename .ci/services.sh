@@ -43,7 +43,25 @@ recon_services() {
   mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1 \
     || { echo "services: MariaDB did not answer in 60s" >&2; return 1; }
 
-  # A fresh install has neither the `test` databases nor password-less TCP access.
+  # A fresh install has neither the `test` databases nor password-less TCP access:
+  # PostgreSQL asks for a password on 127.0.0.1 and MariaDB's root logs in only over its
+  # socket. Both are opened to local TCP logins, for test servers only.
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+    local hba
+    hba="$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -n "$hba" ]; then
+      echo "services: allowing local TCP logins to PostgreSQL ($hba)" >&2
+      $sudo sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+      $sudo pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main reload || true
+      sleep 1
+    fi
+  fi
+  if ! mysql --protocol=tcp -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+    echo "services: allowing local TCP logins to MariaDB as root" >&2
+    $sudo mysql -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); \
+      CREATE USER IF NOT EXISTS root@'127.0.0.1' IDENTIFIED BY ''; \
+      GRANT ALL PRIVILEGES ON *.* TO root@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES" || true
+  fi
   if ! psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT 1' >/dev/null 2>&1; then
     $sudo -u postgres psql -qc 'CREATE DATABASE test' >/dev/null 2>&1 \
       || su postgres -c "psql -qc 'CREATE DATABASE test'" >/dev/null 2>&1 || true
