@@ -70,6 +70,22 @@ impl RedactedUrl {
         out
     }
 
+    /// True when a password holds an unencoded `/`, `?` or `#`, which end the host part
+    /// of a URL: `postgres://u:pa/ss@h/db`. Neither the driver nor a reader can tell
+    /// where the password ends, so such a URL is refused (and never printed).
+    pub fn has_unencoded_password(&self) -> bool {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        let authority = self.authority();
+        if authority.contains('@') || !rest[authority.len()..].contains('@') {
+            return false;
+        }
+        // `user:pa` before the cut: a port would be digits (or an IPv6 host in brackets).
+        match authority.split_once(':') {
+            Some((_, after)) => !authority.starts_with('[') && !after.bytes().all(|b| b.is_ascii_digit()),
+            None => false,
+        }
+    }
+
     /// The part between `://` and the path or query.
     fn authority(&self) -> &str {
         let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
@@ -92,6 +108,9 @@ fn is_secret(name: &str) -> bool {
 
 impl fmt::Display for RedactedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.has_unencoded_password() {
+            return write!(f, "{}://{MASK}", self.scheme());
+        }
         let (scheme, rest) = match self.0.split_once("://") {
             Some((s, r)) => (Some(s), r),
             None => (None, self.0.as_str()),
@@ -160,6 +179,28 @@ mod tests {
             let u = RedactedUrl::new(url);
             assert_eq!(u.to_string(), shown);
             assert_eq!(format!("{u:?}"), format!("RedactedUrl({shown})"));
+        }
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_path_or_query_character_is_never_shown() {
+        for url in [
+            "postgres://u:pa/ss@127.0.0.1:1/db",
+            "postgres://u:pa?ss@127.0.0.1/db",
+            "mysql://root:pa#ss@h:3306/db",
+        ] {
+            let u = RedactedUrl::new(url);
+            assert!(u.has_unencoded_password(), "{url}");
+            assert!(!u.to_string().contains("pa"), "{u}");
+            assert!(!format!("{u:?}").contains("ss@"), "{u:?}");
+        }
+        for url in [
+            "postgres://u:p%2Fss@h/db",
+            "postgres://h:5432/db?application_name=me@host",
+            "postgres://[::1]:5432/db?x=a@b",
+            "postgres://u:p@ss@h/db",
+        ] {
+            assert!(!RedactedUrl::new(url).has_unencoded_password(), "{url}");
         }
     }
 

@@ -1042,7 +1042,15 @@ fn server_config(side: Side, engine: Engine, spec: ServerSpec, ctx: &mut Ctx<'_>
     let mut url = None;
     if let Some(text) = required(&spec.url, "url", side, ctx) {
         let u = RedactedUrl::new(text);
-        if !schemes.contains(&u.scheme()) {
+        if u.has_unencoded_password() {
+            ctx.error(
+                &at("url"),
+                format!(
+                    "{place}: the password in `url` holds a `/`, `?` or `#`: percent-encode it \
+                     (`%2F`, `%3F`, `%23`)"
+                ),
+            );
+        } else if !schemes.contains(&u.scheme()) {
             ctx.error(
                 &at("url"),
                 format!(
@@ -1665,6 +1673,10 @@ max_records = 10
             (
                 doc("", o, &pg.replace("url", "path"), ""),
                 "[replica]: a database server source takes `url",
+            ),
+            (
+                doc("", o, &pg.replace("u:pw@h", "u:p/w@h"), ""),
+                "[replica]: the password in `url` holds a `/`, `?` or `#`: percent-encode it",
             ),
         ];
         for (text, expected) in cases {
