@@ -200,9 +200,19 @@ pub async fn check_sources(job: &Job) -> Vec<SourceProblem> {
             }),
         }
     }
-    let [(_, owner), (_, replica)] = match <[_; 2]>::try_from(opened) {
+    let [(_, mut owner), (_, mut replica)] = match <[_; 2]>::try_from(opened) {
         Ok(both) => both,
         Err(_) => return problems,
+    };
+    let found = match resolve(job, owner.columns(), replica.columns(), 0, Utc::now()) {
+        Err(found) => found,
+        Ok(plan) => {
+            let mut found = plan.incomparable;
+            let (o, r) = tokio::join!(owner.probe(&plan.owner_scan), replica.probe(&plan.replica_scan));
+            found.extend(o.err().map(|e| (Side::Owner, e.to_string())));
+            found.extend(r.err().map(|e| (Side::Replica, e.to_string())));
+            found
+        }
     };
     let described = |side: Side| Described {
         side,
@@ -211,10 +221,6 @@ pub async fn check_sources(job: &Job) -> Vec<SourceProblem> {
         } else {
             replica.describe()
         },
-    };
-    let found = match resolve(job, owner.columns(), replica.columns(), 0, Utc::now()) {
-        Ok(plan) => plan.incomparable,
-        Err(found) => found,
     };
     problems.extend(found.into_iter().map(|(side, message)| SourceProblem {
         unreachable: false,

@@ -112,6 +112,14 @@ pub trait Source: Send {
         Err(SourceError::Unsupported("reading rows by key"))
     }
 
+    /// Checks, without reading any rows, that the scan `spec` describes would run: a
+    /// server prepares its statement, so a `where` naming a missing column or a `query`
+    /// that does not parse fails here (`recon check --connect`). By default nothing to
+    /// check beyond opening.
+    async fn probe(&mut self, _spec: &ScanSpec) -> Result<(), SourceError> {
+        Ok(())
+    }
+
     /// True when [`Source::fetch`] is implemented.
     fn can_fetch(&self) -> bool {
         false

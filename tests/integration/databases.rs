@@ -342,6 +342,35 @@ fn check_connect_lists_every_problem_without_reading_rows() {
     assert_eq!(lines.len(), 4, "one line per problem: {err}");
     assert!(lines.iter().all(|l| l.starts_with("error: job db: ")), "{err}");
 
+    // The `where` filter is prepared on the server, so a wrong one is found too, and
+    // a missing table is named with its server.
+    w.write(
+        "where.toml",
+        job(
+            &format!("{}\nwhere = \"nosuchcol = 1\"", pg.source("t", "[\"id\"]")),
+            &my.source("t", "[\"id\"]"),
+            "[[fields]]\nname = \"day\"\n",
+        ),
+    );
+    w.write(
+        "missing.toml",
+        job(&pg.source("t", "[\"id\"]"), &my.source("nosuch", "[\"id\"]"), "")
+            .replace("name = \"db\"", "name = \"missing\""),
+    );
+    let out = w.run(&["check", "--connect", "where.toml", "missing.toml"]);
+    assert_exit(&out, EXIT_USAGE);
+    let err = stderr(&out);
+    assert!(
+        err.contains("owner postgres")
+            && err.contains("the `where` filter does not run")
+            && err.contains("nosuchcol"),
+        "{err}"
+    );
+    assert!(
+        err.contains("table `") && err.contains("nosuch` not found on 127.0.0.1:3306"),
+        "{err}"
+    );
+
     // A source nobody answers for is a run-time failure, named by host and port.
     w.write(
         "down.toml",
@@ -511,4 +540,69 @@ fn postgres_tls_is_used_as_the_url_asks() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+}
+
+#[test]
+fn job_sql_runs_as_one_select_and_may_end_in_a_comment() {
+    let Some((pg_url, my_url)) = both_servers() else {
+        return;
+    };
+    let pg = PgSchema::new(&pg_url, "one");
+    pg.exec(&[
+        "CREATE TABLE t (id integer PRIMARY KEY, status text)",
+        "CREATE TABLE keep (id integer)",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'a')",
+    ]);
+    let my = MyDatabase::new(&my_url, "one");
+    my.exec(&[
+        "CREATE TABLE t (id int PRIMARY KEY, status varchar(10))",
+        "CREATE TABLE keep (id int)",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'a')",
+    ]);
+    // A filter smuggling in more statements is refused by both servers, and the table it
+    // tries to drop is still there.
+    let escape = |table: &str| {
+        format!("where = \"true)) TO STDOUT; DROP TABLE {table}; COPY (SELECT 1 AS id WHERE (true\"")
+    };
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &format!(
+                "{}\n{}",
+                pg.source("t", "[\"id\"]"),
+                escape(&format!("{}.keep", pg.name))
+            ),
+            &format!(
+                "{}\n{}",
+                my.source("t", "[\"id\"]"),
+                escape(&format!("{}.keep", my.name))
+            ),
+            "",
+        ),
+    );
+    assert_exit(&w.run_job("job.toml"), EXIT_FAILED);
+    pg.exec(&["SELECT count(*) FROM keep"]);
+    my.exec(&["SELECT count(*) FROM keep"]);
+
+    // A `--` comment at the end of a query or a filter ends at its line.
+    let w = Workdir::new();
+    let commented = |engine: &str, var: &str, schema: &str| {
+        format!(
+            "type = \"{engine}\"\nurl = \"${{{var}}}\"\nkey = [\"id\"]\n\
+             query = \"SELECT id, status FROM {schema}.t -- every row\"\n\
+             where = \"status = 'a' -- only a\""
+        )
+    };
+    w.write(
+        "job.toml",
+        job(
+            &commented("postgres", "RECON_TEST_POSTGRES_URL", &pg.name),
+            &commented("mysql", "RECON_TEST_MYSQL_URL", &my.name),
+            "",
+        ),
+    );
+    let out = w.run_job("job.toml");
+    assert_consistent(&w, &out);
+    assert_eq!(w.summary("db")["owner_rows"], json!(2));
 }

@@ -258,7 +258,8 @@ impl<D: Dialect> KeysetQuery<D> {
         let mut sql = format!("SELECT {} FROM {}", self.select, self.from);
         let mut conditions = 0;
         if let Some(filter) = &self.filter {
-            sql.push_str(&format!(" WHERE ({filter})"));
+            // On a line of its own, so that a trailing `--` comment ends at its line.
+            sql.push_str(&format!(" WHERE (\n{filter}\n)"));
             conditions = 1;
         }
         Builder {
@@ -303,7 +304,7 @@ impl<D: Dialect> KeysetQuery<D> {
 fn source_sql<D: Dialect>(dialect: &D, target: &SqlTarget) -> String {
     match target {
         SqlTarget::Table(table) => dialect.quote_table(table),
-        SqlTarget::Query(query) => format!("({}) AS {QUERY_ALIAS}", trim_query(query)),
+        SqlTarget::Query(query) => format!("(\n{}\n) AS {QUERY_ALIAS}", trim_query(query)),
     }
 }
 
@@ -593,7 +594,7 @@ mod tests {
         assert_eq!(
             s.sql,
             "SELECT \"region\", \"code\", \"total\" FROM \"s\".\"orders\" \
-             WHERE (status = 'open') \
+             WHERE (\nstatus = 'open'\n) \
              AND (CAST(\"region\" AS INTEGER), \"code\" COLLATE BINARY) > (?, ?) \
              ORDER BY CAST(\"region\" AS INTEGER), \"code\" COLLATE BINARY, \"line\" LIMIT ?"
         );
@@ -629,7 +630,7 @@ mod tests {
         let s = q.page(Some(&after), 5);
         assert_eq!(
             s.sql,
-            "SELECT \"a\", \"b\" FROM (SELECT * FROM t) AS recon_q \
+            "SELECT \"a\", \"b\" FROM (\nSELECT * FROM t\n) AS recon_q \
              WHERE (\"a\" COLLATE \"C\", \"b\") > ($1, $2) \
              ORDER BY \"a\" COLLATE \"C\" NULLS FIRST, \"b\" NULLS FIRST LIMIT $3"
         );
@@ -680,7 +681,7 @@ mod tests {
         let s = q.page(Some(&after), 5);
         assert_eq!(
             s.sql,
-            "SELECT \"a\", \"b\", \"c\" FROM \"t\" WHERE (x = 1) \
+            "SELECT \"a\", \"b\", \"c\" FROM \"t\" WHERE (\nx = 1\n) \
              AND (\"a\" > ? OR (\"a\" = ? AND \"b\" > ?) OR (\"a\" = ? AND \"b\" = ? AND \"c\" > ?)) \
              ORDER BY \"a\", \"b\", \"c\" LIMIT ?"
         );
@@ -693,7 +694,7 @@ mod tests {
         assert!(
             q.equal(&after)
                 .sql
-                .contains("WHERE (x = 1) AND \"a\" = ? AND \"b\" = ? AND \"c\" = ?")
+                .contains("WHERE (\nx = 1\n) AND \"a\" = ? AND \"b\" = ? AND \"c\" = ?")
         );
     }
 

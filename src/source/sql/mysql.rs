@@ -25,7 +25,8 @@ use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo
 
 use super::server::{
     Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
-    ServerColumn, ServerSource, Streamed, connect_error, error_message, map_columns, pump, run_error,
+    ServerColumn, ServerSource, Streamed, connect_error, error_message, map_columns, on_server, pump,
+    run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
@@ -170,6 +171,14 @@ impl Engine for Mysql {
         rx
     }
 
+    async fn prepare(&self, statement: &Statement) -> Result<(), RunError> {
+        (&self.pool)
+            .prepare(statement.sql.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| run_error(&e))
+    }
+
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
         let mut q = sqlx::query(&statement.sql);
         for param in &statement.params {
@@ -261,7 +270,9 @@ impl ServerSource<Mysql> {
             })
             .connect_lazy_with(options);
         let (described, bare_keys) = match &config.target {
-            SqlTarget::Table(table) => table_columns(&pool, table).await?,
+            SqlTarget::Table(table) => table_columns(&pool, table)
+                .await
+                .map_err(|e| on_server(e, url, DEFAULT_PORT))?,
             SqlTarget::Query(query) => query_columns(&pool, query).await?,
         };
         let columns = map_columns(described);
@@ -337,7 +348,7 @@ async fn table_columns(pool: &MySqlPool, table: &str) -> Result<Described, Sourc
 /// column's collation is asked for (`COLLATION()` over no rows, which reads no data):
 /// only `binary` ones are bytes, the rest are the text types they stand for.
 async fn query_columns(pool: &MySqlPool, query: &str) -> Result<Described, SourceError> {
-    let sql = format!("SELECT * FROM ({}) AS {QUERY_ALIAS}", trim_query(query));
+    let sql = format!("SELECT * FROM (\n{}\n) AS {QUERY_ALIAS}", trim_query(query));
     let described = pool
         .describe(&sql)
         .await
@@ -373,7 +384,7 @@ async fn query_columns(pool: &MySqlPool, query: &str) -> Result<Described, Sourc
             .map(|&i| format!("COLLATION(MAX({}))", quote_backtick(&columns[i].0)))
             .collect();
         let probe = format!(
-            "SELECT {} FROM (SELECT * FROM ({}) AS {QUERY_ALIAS} LIMIT 0) AS recon_d",
+            "SELECT {} FROM (SELECT * FROM (\n{}\n) AS {QUERY_ALIAS} LIMIT 0) AS recon_d",
             probes.join(", "),
             trim_query(query)
         );

@@ -29,7 +29,8 @@ use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo
 use super::binary::{CopyItem, copy_header, copy_tuple};
 use super::server::{
     Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
-    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, run_error,
+    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, on_server,
+    run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
@@ -129,7 +130,8 @@ pub fn session_settings(params: &[Param]) -> Statement {
 
 /// A scan's statement as the `COPY` that streams its rows in binary.
 pub fn copy_statement(sql: &str) -> String {
-    format!("COPY ({sql}) TO STDOUT (FORMAT binary)")
+    // On lines of their own, so that a `--` comment in the job's SQL ends at its line.
+    format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)")
 }
 
 impl Dialect for PgDialect {
@@ -267,6 +269,14 @@ impl Engine for Postgres {
         rx
     }
 
+    async fn prepare(&self, statement: &Statement) -> Result<(), RunError> {
+        (&self.pool)
+            .prepare(statement.sql.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| run_error(&e))
+    }
+
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
         let mut q = sqlx::query(&statement.sql);
         for param in &statement.params {
@@ -307,6 +317,13 @@ async fn copy_rows(
             let _ = tx.send(Streamed::Failed(run_error(&e))).await;
             return false;
         }
+    }
+    // COPY goes over the simple query protocol, which runs several `;`-separated
+    // statements: preparing the statement first (cached after the first chunk) makes
+    // the server refuse a `where` or `query` that is more than one SELECT.
+    if let Err(e) = conn.prepare(&statement.sql).await {
+        let _ = tx.send(Streamed::Failed(run_error(&e))).await;
+        return false;
     }
     let mut chunks = match conn.copy_out_raw(&copy_statement(&statement.sql)).await {
         Ok(chunks) => chunks,
@@ -504,7 +521,9 @@ impl ServerSource<Postgres> {
             .acquire_timeout(Duration::from_secs(15))
             .connect_lazy_with(options);
         let (described, text_order) = match &config.target {
-            SqlTarget::Table(table) => table_columns(&pool, table).await?,
+            SqlTarget::Table(table) => table_columns(&pool, table)
+                .await
+                .map_err(|e| on_server(e, url, DEFAULT_PORT))?,
             SqlTarget::Query(query) => query_columns(&pool, query).await?,
         };
         let columns = map_columns(described);
@@ -601,7 +620,7 @@ async fn default_collation_is_bytewise(pool: &PgPool) -> bool {
 /// (no collations: text keys are ordered `COLLATE "C"`). An enum reports its own name
 /// and a domain its base type's.
 async fn query_columns(pool: &PgPool, query: &str) -> Result<Described, SourceError> {
-    let sql = format!("SELECT * FROM ({}) AS {QUERY_ALIAS}", trim_query(query));
+    let sql = format!("SELECT * FROM (\n{}\n) AS {QUERY_ALIAS}", trim_query(query));
     let described = pool
         .describe(&sql)
         .await
@@ -753,7 +772,7 @@ mod tests {
         );
         assert_eq!(
             copy_statement("SELECT 1"),
-            "COPY (SELECT 1) TO STDOUT (FORMAT binary)"
+            "COPY (\nSELECT 1\n) TO STDOUT (FORMAT binary)"
         );
     }
 

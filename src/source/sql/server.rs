@@ -184,6 +184,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Errors say whether a fresh connection may succeed (see [`run_error`]).
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError>;
 
+    /// Prepares a statement without running it: the server parses and plans it, and
+    /// refuses more than one statement.
+    async fn prepare(&self, statement: &Statement) -> Result<(), RunError>;
+
     /// The dialect a streamed scan is read in: [`Engine::dialect`] unless the engine
     /// reads some columns in a native form (see [`Engine::wire`]); `key` names the
     /// scan's key columns.
@@ -839,6 +843,20 @@ impl<E: Engine> Source for ServerSource<E> {
         Ok(rows)
     }
 
+    async fn probe(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
+        let statement = self.page_statement(spec, None)?;
+        self.engine.prepare(&statement).await.map_err(|e| {
+            SourceError::Schema(format!(
+                "the {} does not run: {}",
+                match &self.target {
+                    SqlTarget::Table(_) => "`where` filter",
+                    SqlTarget::Query(_) => "query or its `where` filter",
+                },
+                self.url.scrub(&e.message)
+            ))
+        })
+    }
+
     fn can_fetch(&self) -> bool {
         true
     }
@@ -963,6 +981,14 @@ pub fn connect_error(url: &RedactedUrl, default_port: u16, e: &sqlx::Error) -> S
         url.host_port(default_port),
         url.scrub(&reason)
     ))
+}
+
+/// A catalog error naming the server it came from: `table `t` not found on db:5432`.
+pub fn on_server(e: SourceError, url: &RedactedUrl, default_port: u16) -> SourceError {
+    match e {
+        SourceError::Schema(m) => SourceError::Schema(format!("{m} on {}", url.host_port(default_port))),
+        other => other,
+    }
 }
 
 /// A driver error as a message: the server's own words when it sent some.
@@ -1499,6 +1525,10 @@ mod retry_tests {
 
         fn dialect(&self, _columns: &[ServerColumn], _nullable_keys: bool) -> Plain {
             Plain
+        }
+
+        async fn prepare(&self, _statement: &Statement) -> Result<(), RunError> {
+            Ok(())
         }
 
         async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {

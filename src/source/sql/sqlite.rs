@@ -394,7 +394,7 @@ async fn query_columns(pool: &SqlitePool, query: &str) -> Result<Vec<(String, St
         .map_err(|e| SourceError::Open(format!("cannot connect: {}", error_message(&e))))?;
     let drop = format!("DROP VIEW IF EXISTS temp.{DESCRIBE_VIEW}");
     let create = format!(
-        "CREATE TEMP VIEW {DESCRIBE_VIEW} AS SELECT * FROM ({}) AS {QUERY_ALIAS}",
+        "CREATE TEMP VIEW {DESCRIBE_VIEW} AS SELECT * FROM (\n{}\n) AS {QUERY_ALIAS}",
         trim_query(query)
     );
     let failed = |e: sqlx::Error| SourceError::Schema(format!("query failed: {}", error_message(&e)));
