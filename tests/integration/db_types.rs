@@ -293,8 +293,9 @@ fn unsupported_types_are_refused_only_where_a_job_uses_them() {
     };
     let pg = PgSchema::new(&pg_url, "unsup");
     pg.exec(&[
+        "CREATE TYPE pair AS (a integer, b integer)",
         "CREATE TABLE t (id integer PRIMARY KEY, span interval, tags text[], \
-               ids int[], clock timetz, ok text)",
+               ids int[], clock timetz, couple pair, ok text)",
     ]);
     let my = MyDatabase::new(&my_url, "unsup");
     my.exec(&["CREATE TABLE t (id int PRIMARY KEY, flags bit(3), ok text)"]);
@@ -314,6 +315,7 @@ fn unsupported_types_are_refused_only_where_a_job_uses_them() {
         ("tags", "text[]"),
         ("ids", "int4[]"),
         ("clock", "time with time zone"),
+        ("couple", "pair"),
     ] {
         assert!(
             err.contains(&format!(

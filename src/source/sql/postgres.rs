@@ -543,10 +543,13 @@ async fn table_columns(pool: &PgPool, table: &str) -> Result<Described, SourceEr
         None => (None, table),
     };
     let rows = sqlx::query(
-        "SELECT CAST(column_name AS text), CAST(data_type AS text), CAST(udt_name AS text), \
-         CAST(is_nullable AS text), CAST(collation_name AS text) FROM information_schema.columns \
-         WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2 \
-         ORDER BY ordinal_position",
+        "SELECT CAST(c.column_name AS text), CAST(c.data_type AS text), CAST(c.udt_name AS text), \
+         CAST(c.is_nullable AS text), CAST(c.collation_name AS text), \
+         (SELECT CAST(t.typtype AS text) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+          WHERE n.nspname = c.udt_schema AND t.typname = c.udt_name) \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = COALESCE($1, current_schema()) AND c.table_name = $2 \
+         ORDER BY c.ordinal_position",
     )
     .bind(schema)
     .bind(name)
@@ -573,8 +576,13 @@ async fn table_columns(pool: &PgPool, table: &str) -> Result<Described, SourceEr
         };
         let (name, data_type, udt, collation) = (get(0), get(1), get(2), get(4));
         // An array reports `ARRAY`; its element type (`_int4` is int4's array) names it.
+        // `USER-DEFINED` is an enum (compared by its label) or `citext`, but also a
+        // composite, a range or an extension's type (hstore, geometry): those are named
+        // by their own type, which recon does not compare.
         let data_type = if data_type == "ARRAY" {
             format!("{}[]", udt.strip_prefix('_').unwrap_or(&udt))
+        } else if data_type == "USER-DEFINED" && get(5) != "e" && udt != "citext" {
+            udt.clone()
         } else {
             data_type
         };
