@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use recon::job::{RedactedUrl, SourceConfig, SourceDef, SqlServerConfig, SqlTarget};
 use recon::source::sql::mysql::MysqlSource;
 use recon::source::sql::postgres::{self, PostgresSource};
-use recon::source::sql::{Param, Statement};
+use recon::source::sql::{Statement, bound};
 use recon::source::{FieldType, Key, KeyPart, KeyType, ScanSpec, Value};
 use serde_json::json;
 use sqlx::{Connection, Row as _};
@@ -1106,23 +1106,6 @@ fn mysql_honors_the_source_contract() {
 /// index over a scan and sort.
 const PLAN_ROWS: i64 = 20_000;
 
-fn bind_all<'q, DB: sqlx::Database>(
-    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    params: &'q [Param],
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    for p in params {
-        q = match p {
-            Param::Int(i) => q.bind(*i),
-            Param::Text(s) => q.bind(s.as_str()),
-        };
-    }
-    q
-}
-
 /// PostgreSQL's plan for a scan statement, as EXPLAIN prints it. The statement is the
 /// query a scan runs inside its `COPY`: its parameters are set as recon sets them
 /// (session settings), then the query itself is explained.
@@ -1131,7 +1114,7 @@ fn pg_explain(url: &str, statement: &Statement) -> String {
         let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
         if !statement.params.is_empty() {
             let settings = postgres::session_settings(&statement.params);
-            bind_all(sqlx::query(&settings.sql), &settings.params)
+            bound(&settings.sql, &settings.params)
                 .execute(&mut conn)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", settings.sql));
@@ -1154,7 +1137,7 @@ fn my_explain(url: &str, statement: &Statement) -> Vec<(String, String, String)>
     block_on(async {
         let mut conn = sqlx::MySqlConnection::connect(url).await.expect("connect");
         let sql = format!("EXPLAIN {}", statement.sql);
-        let rows = bind_all(sqlx::query(&sql), &statement.params)
+        let rows = bound(&sql, &statement.params)
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -308,6 +308,25 @@ fn source_sql<D: Dialect>(dialect: &D, target: &SqlTarget) -> String {
     }
 }
 
+/// `sql` with `params` bound in order, for any sqlx driver.
+pub fn bound<'q, DB: sqlx::Database>(
+    sql: &'q str,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::query(sql);
+    for p in params {
+        q = match p {
+            Param::Int(i) => q.bind(*i),
+            Param::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
 /// A custom query without trailing whitespace and semicolons, ready to be wrapped.
 pub fn trim_query(query: &str) -> &str {
     query

@@ -28,7 +28,7 @@ use super::server::{
     ServerColumn, ServerSource, Streamed, connect_error, error_message, map_columns, on_server, pump,
     run_error,
 };
-use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
+use super::{Dialect, KeyColumn, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
 use crate::source::{Key, KeyType, SourceError};
 use tokio::sync::mpsc;
@@ -158,13 +158,7 @@ impl Engine for Mysql {
         let (tx, rx) = mpsc::channel(2);
         let pool = self.pool.clone();
         tokio::spawn(async move {
-            let mut q = sqlx::query(&statement.sql);
-            for param in &statement.params {
-                q = match param {
-                    Param::Int(i) => q.bind(*i),
-                    Param::Text(s) => q.bind(s.clone()),
-                };
-            }
+            let q = super::bound(&statement.sql, &statement.params);
             // One statement, its rows read as the server sends them.
             pump(q.fetch(&pool), run_error, decoder, batch, after, tx).await;
         });
@@ -180,13 +174,7 @@ impl Engine for Mysql {
     }
 
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
-        let mut q = sqlx::query(&statement.sql);
-        for param in &statement.params {
-            q = match param {
-                Param::Int(i) => q.bind(*i),
-                Param::Text(s) => q.bind(s.clone()),
-            };
-        }
+        let q = super::bound(&statement.sql, &statement.params);
         let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
         rows.iter()
             .map(cells)

@@ -278,13 +278,7 @@ impl Engine for Postgres {
     }
 
     async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
-        let mut q = sqlx::query(&statement.sql);
-        for param in &statement.params {
-            q = match param {
-                Param::Int(i) => q.bind(*i),
-                Param::Text(s) => q.bind(s.clone()),
-            };
-        }
+        let q = super::bound(&statement.sql, &statement.params);
         let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
         rows.iter()
             .map(cells)

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteValueRef};
 use sqlx::{Decode, Row as _, Sqlite, TypeInfo, ValueRef};
 
-use super::{
-    Dialect, KeyColumn, KeysetPager, KeysetQuery, PagerStep, Param, QUERY_ALIAS, Statement, trim_query,
-};
+use super::{Dialect, KeyColumn, KeysetPager, KeysetQuery, PagerStep, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlTarget, SqliteConfig};
 use crate::source::{Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
@@ -443,13 +441,7 @@ async fn run(
     shape: &Shape,
     after: Option<&Key>,
 ) -> Result<Vec<Row>, SourceError> {
-    let mut q = sqlx::query(&statement.sql);
-    for param in &statement.params {
-        q = match param {
-            Param::Int(i) => q.bind(*i),
-            Param::Text(s) => q.bind(s.clone()),
-        };
-    }
+    let q = super::bound(&statement.sql, &statement.params);
     let raw = q.fetch_all(pool).await.map_err(|e| {
         let place = match after {
             Some(k) => format!("after key {k}"),
