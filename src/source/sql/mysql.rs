@@ -155,7 +155,7 @@ impl Engine for Mysql {
         batch: usize,
         after: Option<Key>,
     ) -> mpsc::Receiver<Streamed> {
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(super::server::STREAM_AHEAD);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let q = super::bound(&statement.sql, &statement.params);

@@ -249,7 +249,7 @@ impl Engine for Postgres {
         batch: usize,
         after: Option<Key>,
     ) -> mpsc::Receiver<Streamed> {
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(super::server::STREAM_AHEAD);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             // The task owns the connection: the COPY stream borrows it.

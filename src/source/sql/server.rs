@@ -411,6 +411,11 @@ pub struct ServerSource<E: Engine> {
 /// plans and starts an index scan only once per that many rows.
 pub const STREAM_PAGES: usize = 8;
 
+/// Decoded batches a streamed statement may have ready ahead of the scan: enough for
+/// the server, the decoder and the compare to overlap (measured: about a quarter less
+/// wall time than 2 at 1M rows, for a few MB more), few enough to keep memory flat.
+pub const STREAM_AHEAD: usize = 8;
+
 /// Which statement a streamed scan runs next.
 #[derive(Debug)]
 enum Next {
