@@ -411,10 +411,10 @@ pub struct ServerSource<E: Engine> {
 /// plans and starts an index scan only once per that many rows.
 pub const STREAM_PAGES: usize = 8;
 
-/// Decoded batches a streamed statement may have ready ahead of the scan: enough for
-/// the server, the decoder and the compare to overlap (measured: about a quarter less
-/// wall time than 2 at 1M rows, for a few MB more), few enough to keep memory flat.
-pub const STREAM_AHEAD: usize = 8;
+/// Decoded batches a streamed statement may have ready ahead of the scan. Measured at
+/// 1M rows: 8 was faster run alone but not against the COPY floor in a full benchmark,
+/// and it raised peak memory from about 41 to 51 MiB, so the scan stays this lean.
+pub const STREAM_AHEAD: usize = 2;
 
 /// Which statement a streamed scan runs next.
 #[derive(Debug)]
