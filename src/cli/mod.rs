@@ -55,18 +55,19 @@ enum LogFormat {
 
 /// Runs the parsed command and returns the process exit status.
 pub fn main(cli: Cli) -> ExitStatus {
-    init_logging(cli.log_format, cli.verbose);
+    init_logging(cli.log_format, cli.verbose, cli.quiet);
     match cli.command {
         Command::Run(args) => run::run(args, cli.quiet),
         Command::Check(args) => check::check(args, cli.quiet),
     }
 }
 
-fn init_logging(format: LogFormat, verbose: u8) {
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     // Warnings by default: a retried connection or an incomparable field is worth a line
     // in a cron log, and a failed job's error is printed by the CLI itself.
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "info",
         2 => "debug",
