@@ -11,12 +11,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::compare::indexed::{IndexedSide, compare_indexed};
 use crate::compare::merge::{Cursor, GroupSink, MergeError, merge};
 use crate::compare::recheck::{Pending, Reread, recheck};
 use crate::compare::{CompareField, ComparePlan, Comparer, FieldRule, GroupOutcome, Tally};
 use crate::job::{FieldDef, Job, Side, Tolerance};
 use crate::report::record::{FieldCounts, REPORT_SCHEMA_VERSION};
 use crate::report::{Format, Record, ReportError, ReportHeader, Reports, Status, Summary};
+use crate::source::file::blocking;
 use crate::source::{self, Column, FieldType, Key, KeyType, Row, ScanSpec, Source};
 
 /// How this run behaves (from flags, never from job files).
@@ -309,6 +311,52 @@ impl JobRun<'_> {
             0
         };
 
+        let merge_failure = |e: MergeError<ReportError>| match e {
+            MergeError::Source(Side::Owner, e) => owner_side.fail(job, e),
+            MergeError::Source(Side::Replica, e) => replica_side.fail(job, e),
+            MergeError::Sink(e) => fail_job(job, e),
+        };
+
+        let (mut owner, mut replica) = (owner, replica);
+        if let (Some(owner_file), Some(replica_file)) = (owner.as_indexed(), replica.as_indexed()) {
+            // Two files: compare digests first, read again only the rows that differ.
+            let mut sink = FindingSink {
+                reports,
+                header: &plan.header,
+                tally: &mut self.tally,
+                pending: Vec::new(),
+                recheck_cap: 0,
+                keep_owner_rows: false,
+                keep_replica_rows: false,
+            };
+            let observer = self.options.observer.clone();
+            let progress = |side: Side, rows: u64| {
+                if let Some(observer) = &observer {
+                    observer.rows_read(&job.name, side, rows);
+                }
+            };
+            let counted = blocking(|| {
+                compare_indexed(
+                    IndexedSide {
+                        file: owner_file,
+                        spec: &plan.owner_scan,
+                    },
+                    IndexedSide {
+                        file: replica_file,
+                        spec: &plan.replica_scan,
+                    },
+                    &mut comparer,
+                    &mut sink,
+                    &progress,
+                )
+            });
+            let (owner_rows, replica_rows) = counted.map_err(merge_failure)?;
+            self.tally.owner_rows = owner_rows;
+            self.tally.replica_rows = replica_rows;
+            self.copy_counts(&plan.header);
+            return Ok(());
+        }
+
         let (owner_task, mut owner_cursor) =
             spawn_reader(owner, plan.owner_scan.clone(), Side::Owner, job, self.options);
         let (replica_task, mut replica_cursor) = spawn_reader(
@@ -335,14 +383,7 @@ impl JobRun<'_> {
         let owner = owner_task.await;
         let replica = replica_task.await;
         self.copy_counts(&plan.header);
-        if let Err(e) = merged {
-            let failure = match e {
-                MergeError::Source(Side::Owner, e) => owner_side.fail(job, e),
-                MergeError::Source(Side::Replica, e) => replica_side.fail(job, e),
-                MergeError::Sink(e) => fail_job(job, e),
-            };
-            return Err(failure);
-        }
+        merged.map_err(merge_failure)?;
         let (mut owner, mut replica) = match (owner, replica) {
             (Ok(o), Ok(r)) => (o, r),
             _ => return Err(fail_job(job, "a source reader stopped unexpectedly")),

@@ -1,51 +1,63 @@
-//! Row digests: a blake3 hash of a row's normalized compared fields, so that equal rows
-//! are recognized with one comparison and only differing rows get a field-by-field diff.
+//! Row digests: a 128-bit blake3 hash of a row's normalized compared fields, so that a
+//! row can be judged equal to another without either being at hand: the digest-first
+//! compare of files keeps only keys and digests, and reads again only rows that differ.
 
 use crate::compare::CompareField;
-use crate::compare::normalize::{Normalized, normalize};
+use crate::compare::normalize::{Normalized, normalize_append};
 use crate::job::Side;
-use crate::source::Row;
+use crate::source::Value;
 
-/// A row's digest; `None` when a value does not parse as its field's type (the row then
-/// always gets a field-by-field diff, which says why). Fields with a tolerance are left
-/// out: equal digests must mean equal rows, and tolerance is not equality.
-pub fn row_digest(row: &Row, fields: &[CompareField], side: Side, scratch: &mut Vec<u8>) -> Option<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new();
+/// Bytes in a row digest.
+pub const DIGEST_LEN: usize = 16;
+
+/// The digest of the values (in a scan's column order) of one side's row; `None` when a
+/// value does not parse as its field's type (the row then always gets a field-by-field
+/// diff, which says why). Equal digests mean every field normalizes to the same bytes,
+/// so the rows compare equal, with or without a tolerance; unequal digests mean nothing
+/// until the rows are compared. `input` is a reused buffer.
+pub fn values_digest(
+    values: &[Value],
+    fields: &[CompareField],
+    side: Side,
+    input: &mut Vec<u8>,
+) -> Option<[u8; DIGEST_LEN]> {
+    input.clear();
+    // Each field is its canonical bytes, their length and a 1, or a lone 0 for NULL: read
+    // from the end, that frames every field, so different rows never hash the same input.
     for field in fields {
-        if field.rule.tolerance.is_some() {
-            continue;
-        }
         let col = match side {
             Side::Owner => field.owner_col,
             Side::Replica => field.replica_col,
         };
-        match normalize(&row.values[col], &field.rule, scratch).ok()? {
-            Normalized::Null => {
-                hasher.update(&[0]);
-            }
+        let start = input.len();
+        match normalize_append(&values[col], &field.rule, input).ok()? {
+            Normalized::Null => input.push(0),
             Normalized::Value => {
-                hasher.update(&[1]);
-                hasher.update(&(scratch.len() as u64).to_le_bytes());
-                hasher.update(scratch);
+                let len = input.len() - start;
+                match u32::try_from(len) {
+                    Ok(len) => {
+                        input.extend_from_slice(&len.to_le_bytes());
+                        input.push(1);
+                    }
+                    Err(_) => {
+                        input.extend_from_slice(&(len as u64).to_le_bytes());
+                        input.push(2);
+                    }
+                }
             }
         }
     }
-    if fields.iter().any(|f| f.rule.tolerance.is_some()) {
-        // Tolerant fields must still be compared one by one: poison the digest so it
-        // never matches the other side's.
-        hasher.update(match side {
-            Side::Owner => b"owner",
-            Side::Replica => b"replica",
-        });
-    }
-    Some(*hasher.finalize().as_bytes())
+    let hash = blake3::hash(input);
+    let mut digest = [0; DIGEST_LEN];
+    digest.copy_from_slice(&hash.as_bytes()[..DIGEST_LEN]);
+    Some(digest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compare::FieldRule;
-    use crate::source::{FieldType, Key, Value};
+    use crate::source::FieldType;
 
     fn field(ty: FieldType) -> CompareField {
         CompareField {
@@ -57,11 +69,17 @@ mod tests {
         }
     }
 
-    fn row(v: Value) -> Row {
-        Row {
-            key: Key::default(),
-            values: vec![v],
-        }
+    fn row_digest(
+        values: &[Value],
+        fields: &[CompareField],
+        side: Side,
+        scratch: &mut Vec<u8>,
+    ) -> Option<[u8; 16]> {
+        values_digest(values, fields, side, scratch)
+    }
+
+    fn row(v: Value) -> Vec<Value> {
+        vec![v]
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod digest;
 pub mod inconsistency;
+pub mod indexed;
 pub mod merge;
 pub mod normalize;
 pub mod recheck;
@@ -50,10 +51,12 @@ pub struct ComparePlan {
 
 /// Compares the rows that share one key. Keeps scratch buffers so that the hot path
 /// allocates nothing per field.
+#[derive(Clone)]
 pub struct Comparer {
     plan: ComparePlan,
     scratch_owner: Vec<u8>,
     scratch_replica: Vec<u8>,
+    digest_input: Vec<u8>,
 }
 
 impl Comparer {
@@ -63,7 +66,18 @@ impl Comparer {
             plan,
             scratch_owner: Vec::new(),
             scratch_replica: Vec::new(),
+            digest_input: Vec::new(),
         }
+    }
+
+    /// The digest of one side's row values (see [`digest::values_digest`]), or `None`
+    /// when the row can only be judged by comparing it: a value does not parse, or the
+    /// row changed within the staleness window.
+    pub fn digest(&mut self, side: Side, values: &[Value]) -> Option<[u8; digest::DIGEST_LEN]> {
+        if self.is_recent(side, values) {
+            return None;
+        }
+        digest::values_digest(values, &self.plan.fields, side, &mut self.digest_input)
     }
 
     /// The plan this comparer follows.
@@ -91,8 +105,8 @@ impl Comparer {
     }
 
     fn compare_mirror(&mut self, key: &Key, owner: &[Row], replica: &[Row], out: &mut GroupOutcome) {
-        let recent = owner.iter().any(|r| self.is_recent(Side::Owner, r))
-            || replica.iter().any(|r| self.is_recent(Side::Replica, r));
+        let recent = owner.iter().any(|r| self.is_recent(Side::Owner, &r.values))
+            || replica.iter().any(|r| self.is_recent(Side::Replica, &r.values));
         let kind = match (owner.first(), replica.first()) {
             (Some(_), None) => Kind::MissingInReplica,
             (None, Some(_)) => Kind::MissingInOwner,
@@ -116,10 +130,10 @@ impl Comparer {
     }
 
     fn compare_reference(&mut self, key: &Key, owner: &[Row], replica: &[Row], out: &mut GroupOutcome) {
-        let owner_recent = owner.iter().any(|r| self.is_recent(Side::Owner, r));
+        let owner_recent = owner.iter().any(|r| self.is_recent(Side::Owner, &r.values));
         for row in replica {
             let replica_key = self.replica_key(row);
-            if owner_recent || self.is_recent(Side::Replica, row) {
+            if owner_recent || self.is_recent(Side::Replica, &row.values) {
                 out.skipped_recent += 1;
             } else if owner.is_empty() {
                 let mut finding = Inconsistency::new(Kind::DanglingReference, key.clone());
@@ -144,7 +158,7 @@ impl Comparer {
         )
     }
 
-    fn is_recent(&self, side: Side, row: &Row) -> bool {
+    fn is_recent(&self, side: Side, values: &[Value]) -> bool {
         let (Some(cutoff), Some(col)) = (
             self.plan.recent_cutoff,
             match side {
@@ -154,13 +168,13 @@ impl Comparer {
         ) else {
             return false;
         };
-        instant_of(&row.values[col]).is_some_and(|t| t >= cutoff)
+        instant_of(&values[col]).is_some_and(|t| t >= cutoff)
     }
 
     /// True when every field of the two rows normalizes to the same bytes (or both to
-    /// NULL), with no tolerance to apply and no value that fails to parse: exactly when
-    /// their [`digest::row_digest`]s would be equal, found without hashing and stopping
-    /// at the first difference.
+    /// NULL), with no tolerance to apply and no value that fails to parse: as their
+    /// [`digest::values_digest`]s would say, found without hashing and stopping at the
+    /// first difference.
     fn rows_equal(&mut self, owner: &Row, replica: &Row) -> bool {
         for field in &self.plan.fields {
             if field.rule.tolerance.is_some() {

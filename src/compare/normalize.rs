@@ -46,6 +46,20 @@ pub enum Normalized {
 /// the value is not of the field's type.
 pub fn normalize(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
     out.clear();
+    normalize_append(value, rule, out)
+}
+
+/// [`normalize`] appending to `out` instead of replacing it; on `Err` `out` is as before.
+pub fn normalize_append(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
+    let start = out.len();
+    let normalized = normalize_to(value, rule, out);
+    if normalized.is_err() {
+        out.truncate(start);
+    }
+    normalized
+}
+
+fn normalize_to(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
     if value.is_null() {
         return Ok(Normalized::Null);
     }
@@ -613,35 +627,45 @@ fn parse_time(text: &str) -> Option<i128> {
     Some(if negative { -n } else { n })
 }
 
+/// A UUID's canonical form is its 16 bytes: compact to compare and to hash.
 fn uuid(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    // The canonical form itself, in either case: lower-cased without allocating.
-    if let Value::Text(s) = value {
-        let b = s.as_bytes();
-        let hyphen = |i: usize| matches!(i, 8 | 13 | 18 | 23);
-        if b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| {
-                if hyphen(i) {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_hexdigit()
-                }
-            })
-        {
-            out.extend(b.iter().map(u8::to_ascii_lowercase));
+    let parsed = match value {
+        Value::Bytes(b) if b.len() == 16 => {
+            out.extend_from_slice(b);
             return Ok(());
         }
-    }
-    let canonical = match value {
-        Value::Bytes(b) if b.len() == 16 => {
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            canonical_uuid(&hex)
-        }
-        Value::Text(s) => canonical_uuid(s),
+        Value::Text(s) => uuid_bytes(s.as_bytes()).or_else(|| {
+            let canonical = canonical_uuid(s)?;
+            uuid_bytes(canonical.as_bytes())
+        }),
         _ => None,
-    }
-    .ok_or_else(|| not_a(value, "a UUID"))?;
-    out.extend_from_slice(canonical.as_bytes());
+    };
+    let bytes = parsed.ok_or_else(|| not_a(value, "a UUID"))?;
+    out.extend_from_slice(&bytes);
     Ok(())
+}
+
+/// The bytes of a UUID in its hyphenated form, in either case; `None` for anything else.
+fn uuid_bytes(text: &[u8]) -> Option<[u8; 16]> {
+    if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+        return None;
+    }
+    let hex = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
+    let mut bytes = [0u8; 16];
+    let mut digits = text.iter().copied().filter(|c| *c != b'-');
+    for byte in &mut bytes {
+        let high = hex(digits.next()?)?;
+        let low = hex(digits.next()?)?;
+        *byte = high << 4 | low;
+    }
+    Some(bytes)
 }
 
 fn bytes(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {

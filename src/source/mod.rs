@@ -120,6 +120,11 @@ pub trait Source: Send {
         Ok(())
     }
 
+    /// The source as a file a digest-first compare can index, when it is one.
+    fn as_indexed(&mut self) -> Option<&mut dyn file::IndexedFile> {
+        None
+    }
+
     /// True when [`Source::fetch`] is implemented.
     fn can_fetch(&self) -> bool {
         false

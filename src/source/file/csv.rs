@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use csv::ByteRecord;
 
 use super::spill_sort::{SortedRows, SpillSorter};
-use super::{READ_BUFFER, Scan, blocking, column_index, key_error, key_part_from_text, open_error};
+use super::{
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error,
+    key_part_from_text, open_error, set_key_part, set_text,
+};
 use crate::job::CsvConfig;
-use crate::source::{Column, KeyType, Row, ScanSpec, Source, SourceError};
+use crate::source::{Column, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
 /// A CSV file. Columns come from the header row (or are numbered `1`, `2`, ... without
 /// one) and declare no type; fields are [`Value::Text`](crate::source::Value::Text), or
@@ -22,6 +25,10 @@ pub struct CsvSource {
     config: CsvConfig,
     columns: Vec<Column>,
     scan: Option<Scan>,
+    /// The last indexed scan, resolved against the columns.
+    resolved: Option<Resolved>,
+    /// A reader kept for reading single records again.
+    reread: Option<csv::Reader<File>>,
 }
 
 impl CsvSource {
@@ -58,7 +65,32 @@ impl CsvSource {
                 })
                 .collect(),
             scan: None,
+            resolved: None,
+            reread: None,
         })
+    }
+
+    /// Reads every record after the header in file order, checking its width, and
+    /// hands it to `each`: blocking work.
+    fn walk(&self, mut each: impl FnMut(&ByteRecord) -> Result<(), SourceError>) -> Result<(), SourceError> {
+        let path = &self.config.path;
+        let mut reader = reader(&self.config)?;
+        let mut record = ByteRecord::new();
+        let width = self.columns.len();
+        if self.config.header && !read_record(&mut reader, &mut record, path)? {
+            return Ok(());
+        }
+        while read_record(&mut reader, &mut record, path)? {
+            if record.len() != width {
+                return Err(SourceError::Read(format!(
+                    "line {}: expected {width} fields, found {}",
+                    record_line(path, &record),
+                    record.len()
+                )));
+            }
+            each(&record)?;
+        }
+        Ok(())
     }
 
     /// Reads the whole file into a sorter: blocking work.
@@ -69,42 +101,120 @@ impl CsvSource {
         columns: &[usize],
     ) -> Result<SortedRows, SourceError> {
         let path = &self.config.path;
-        let mut reader = reader(&self.config)?;
-        let mut record = ByteRecord::new();
         let mut sorter = SpillSorter::new(spec.memory_budget);
-        let width = self.columns.len();
-        let null = self.config.null.as_deref().map(str::as_bytes);
-        if self.config.header && !read_record(&mut reader, &mut record, path)? {
-            return sorter.finish();
-        }
-        while read_record(&mut reader, &mut record, path)? {
-            if record.len() != width {
-                return Err(SourceError::Read(format!(
-                    "line {}: expected {width} fields, found {}",
-                    record_line(path, &record),
-                    record.len()
-                )));
-            }
+        let null = self.null();
+        self.walk(|record| {
             sorter.begin()?;
             for (n, &i) in keys.iter().enumerate() {
                 let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-                let text = field(&record, i, null, path)?;
+                let text = field(record, i, null, path)?;
                 match (ty, text) {
                     (KeyType::Integer, Some(s)) if let Ok(v) = s.trim().parse::<i64>() => sorter.key_int(v),
                     (KeyType::Text, Some(s)) if !s.is_empty() => sorter.key_text(s),
                     _ => {
                         let part = key_part_from_text(text, ty)
-                            .map_err(|reason| key_error(&reason, record_line(path, &record), &spec.key[n]))?;
+                            .map_err(|reason| key_error(&reason, record_line(path, record), &spec.key[n]))?;
                         sorter.key_part(&part);
                     }
                 }
             }
             for &i in columns {
-                sorter.text(field(&record, i, null, path)?);
+                sorter.text(field(record, i, null, path)?);
             }
-            sorter.commit()?;
-        }
+            sorter.commit()
+        })?;
         sorter.finish()
+    }
+
+    fn null(&self) -> Option<&[u8]> {
+        self.config.null.as_deref().map(str::as_bytes)
+    }
+
+    /// The key parts and values of a record, into reused slots.
+    fn fill(
+        &self,
+        spec: &ScanSpec,
+        record: &ByteRecord,
+        key: &mut [KeyPart],
+        values: &mut [Value],
+    ) -> Result<(), SourceError> {
+        let (path, null) = (&self.config.path, self.null());
+        let resolved = self
+            .resolved
+            .as_ref()
+            .ok_or(SourceError::Unsupported("reading before indexing"))?;
+        for (n, (&i, slot)) in resolved.keys.iter().zip(key).enumerate() {
+            let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
+            set_key_part(slot, field(record, i, null, path)?, ty)
+                .map_err(|reason| key_error(&reason, record_line(path, record), &spec.key[n]))?;
+        }
+        for (&i, slot) in resolved.columns.iter().zip(values) {
+            set_text(slot, field(record, i, null, path)?);
+        }
+        Ok(())
+    }
+}
+
+/// Where a scan's key columns and other columns are in a record.
+struct Resolved {
+    spec: ScanSpec,
+    keys: Vec<usize>,
+    columns: Vec<usize>,
+}
+
+impl IndexedFile for CsvSource {
+    fn index(
+        &mut self,
+        spec: &ScanSpec,
+        visit: &mut dyn FnMut(RecordView<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        self.resolved = Some(Resolved {
+            spec: spec.clone(),
+            keys: resolve(&self.columns, &spec.key)?,
+            columns: resolve(&self.columns, &spec.columns)?,
+        });
+        let mut key = vec![KeyPart::Int(0); spec.key.len()];
+        let mut values = vec![Value::Null; spec.columns.len()];
+        self.walk(|record| {
+            self.fill(spec, record, &mut key, &mut values)?;
+            let locator = record.position().map_or(0, |p| p.byte());
+            visit(RecordView {
+                locator,
+                key: &key,
+                values: &values,
+            })
+        })
+    }
+
+    fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
+        let path = &self.config.path;
+        let mut reader = match self.reread.take() {
+            Some(reader) => reader,
+            None => reader_with_buffer(&self.config, REREAD_BUFFER)?,
+        };
+        let mut position = csv::Position::new();
+        position.set_byte(locator);
+        let reread_error = |e: &dyn std::fmt::Display| {
+            SourceError::Read(format!("cannot read a record again at byte {locator}: {e}"))
+        };
+        reader.seek(position).map_err(|e| reread_error(&e))?;
+        let mut record = ByteRecord::new();
+        if !read_record(&mut reader, &mut record, path)? || record.len() != self.columns.len() {
+            return Err(reread_error(&"the file changed while recon read it"));
+        }
+        let spec = &self
+            .resolved
+            .as_ref()
+            .ok_or(SourceError::Unsupported("reading before indexing"))?
+            .spec;
+        let mut key = vec![KeyPart::Int(0); spec.key.len()];
+        let mut values = vec![Value::Null; spec.columns.len()];
+        self.fill(spec, &record, &mut key, &mut values)?;
+        self.reread = Some(reader);
+        Ok(Row {
+            key: Key(key),
+            values,
+        })
     }
 }
 
@@ -136,6 +246,10 @@ impl Source for CsvSource {
             None => Ok(None),
         }
     }
+
+    fn as_indexed(&mut self) -> Option<&mut dyn IndexedFile> {
+        Some(self)
+    }
 }
 
 fn resolve(columns: &[Column], names: &[String]) -> Result<Vec<usize>, SourceError> {
@@ -145,12 +259,18 @@ fn resolve(columns: &[Column], names: &[String]) -> Result<Vec<usize>, SourceErr
 /// A reader that reports every record as is: no header handling, ragged rows allowed
 /// (they are reported here, with their line).
 fn reader(config: &CsvConfig) -> Result<csv::Reader<File>, SourceError> {
+    reader_with_buffer(config, READ_BUFFER)
+}
+
+/// A reader whose buffer suits single records read again by position: each seek refills
+/// the buffer, so a large one would read far more than the record.
+fn reader_with_buffer(config: &CsvConfig, buffer: usize) -> Result<csv::Reader<File>, SourceError> {
     let file = File::open(&config.path).map_err(|e| open_error(&config.path, e))?;
     Ok(csv::ReaderBuilder::new()
         .delimiter(config.delimiter)
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(READ_BUFFER)
+        .buffer_capacity(buffer)
         .from_reader(file))
 }
 

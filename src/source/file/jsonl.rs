@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -12,7 +12,10 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 
 use super::spill_sort::{SortedRows, SpillSorter};
-use super::{READ_BUFFER, Scan, blocking, column_index, key_error, key_part, open_error};
+use super::{
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error, key_part,
+    open_error,
+};
 use crate::job::JsonlConfig;
 use crate::source::{Column, FieldType, Key, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
@@ -27,6 +30,10 @@ pub struct JsonlSource {
     config: JsonlConfig,
     columns: Vec<Column>,
     scan: Option<Scan>,
+    /// The last indexed scan and where it finds its columns.
+    indexed: Option<(ScanSpec, Plan)>,
+    /// A reader kept for reading single lines again.
+    reread: Option<BufReader<File>>,
 }
 
 impl JsonlSource {
@@ -95,6 +102,8 @@ impl JsonlSource {
             config: config.clone(),
             columns,
             scan: None,
+            indexed: None,
+            reread: None,
         })
     }
 
@@ -141,27 +150,92 @@ impl JsonlSource {
         let mut lines = Lines::open(&self.config.path)?;
         let mut sorter = SpillSorter::new(spec.memory_budget);
         let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
-        let (key_lookups, value_lookups) = plan.lookups.split_at(spec.key.len());
         while let Some((line, text)) = lines.next()? {
-            slots.iter_mut().for_each(|slot| *slot = None);
-            let seed = WantedMembers {
-                members: &plan.members,
-                slots: &mut slots,
-            };
-            parse_object(text, line, seed)?;
-            let mut parts = Vec::with_capacity(key_lookups.len());
-            for (n, lookup) in key_lookups.iter().enumerate() {
-                let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-                let part = key_part(lookup.get(&mut slots), ty);
-                parts.push(part.map_err(|reason| key_error(&reason, line, &spec.key[n]))?);
-            }
-            let values = value_lookups.iter().map(|l| l.get(&mut slots)).collect();
-            sorter.push(Row {
-                key: Key(parts),
-                values,
-            })?;
+            sorter.push(row_of(spec, plan, &mut slots, line, text)?)?;
         }
         sorter.finish()
+    }
+}
+
+/// The row one line holds, for the scan `spec` as `plan` finds its columns.
+fn row_of(
+    spec: &ScanSpec,
+    plan: &Plan,
+    slots: &mut [Option<Json>],
+    line: u64,
+    text: &str,
+) -> Result<Row, SourceError> {
+    slots.iter_mut().for_each(|slot| *slot = None);
+    let seed = WantedMembers {
+        members: &plan.members,
+        slots,
+    };
+    parse_object(text, line, seed)?;
+    let (key_lookups, value_lookups) = plan.lookups.split_at(spec.key.len());
+    let mut parts = Vec::with_capacity(key_lookups.len());
+    for (n, lookup) in key_lookups.iter().enumerate() {
+        let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
+        let part = key_part(lookup.get(slots), ty);
+        parts.push(part.map_err(|reason| key_error(&reason, line, &spec.key[n]))?);
+    }
+    let values = value_lookups.iter().map(|l| l.get(slots)).collect();
+    Ok(Row {
+        key: Key(parts),
+        values,
+    })
+}
+
+impl IndexedFile for JsonlSource {
+    fn index(
+        &mut self,
+        spec: &ScanSpec,
+        visit: &mut dyn FnMut(RecordView<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let plan = self.plan(spec)?;
+        let mut lines = Lines::open(&self.config.path)?;
+        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
+        while let Some((line, text)) = lines.next()? {
+            let row = row_of(spec, &plan, &mut slots, line, text)?;
+            visit(RecordView {
+                locator: lines.line_start,
+                key: &row.key.0,
+                values: &row.values,
+            })?;
+        }
+        self.indexed = Some((spec.clone(), plan));
+        Ok(())
+    }
+
+    fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
+        let (spec, plan) = self
+            .indexed
+            .as_ref()
+            .ok_or(SourceError::Unsupported("reading before indexing"))?;
+        let reread_error = |e: &dyn fmt::Display| {
+            SourceError::Read(format!("cannot read a line again at byte {locator}: {e}"))
+        };
+        let input = match &mut self.reread {
+            Some(input) => input,
+            None => {
+                let file = File::open(&self.config.path).map_err(|e| open_error(&self.config.path, e))?;
+                self.reread.insert(BufReader::with_capacity(REREAD_BUFFER, file))
+            }
+        };
+        input
+            .seek(SeekFrom::Start(locator))
+            .map_err(|e| reread_error(&e))?;
+        let mut buffer = Vec::new();
+        input
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| reread_error(&e))?;
+        let start = if locator == 0 && buffer.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let text = std::str::from_utf8(&buffer[start..]).map_err(|e| reread_error(&e))?;
+        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
+        row_of(spec, plan, &mut slots, 0, text).map_err(|e| reread_error(&e))
     }
 }
 
@@ -191,6 +265,10 @@ impl Source for JsonlSource {
             Some(scan) => scan.next_page(),
             None => Ok(None),
         }
+    }
+
+    fn as_indexed(&mut self) -> Option<&mut dyn IndexedFile> {
+        Some(self)
     }
 }
 
@@ -299,6 +377,10 @@ struct Lines {
     input: BufReader<File>,
     buffer: Vec<u8>,
     line: u64,
+    /// Byte offset of the line last returned.
+    line_start: u64,
+    /// Byte offset of the next line.
+    offset: u64,
 }
 
 impl Lines {
@@ -308,6 +390,8 @@ impl Lines {
             input: BufReader::with_capacity(READ_BUFFER, file),
             buffer: Vec::new(),
             line: 0,
+            line_start: 0,
+            offset: 0,
         })
     }
 
@@ -321,6 +405,8 @@ impl Lines {
                 return Ok(None);
             }
             self.line += 1;
+            self.line_start = self.offset;
+            self.offset += read as u64;
             let start = if self.line == 1 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
                 3
             } else {

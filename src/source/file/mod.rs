@@ -8,17 +8,19 @@ pub mod spill_sort;
 
 use std::path::Path;
 
-use crate::source::{Column, KeyPart, KeyType, Row, SourceError, Value};
+use crate::source::{Column, KeyPart, KeyType, Row, ScanSpec, SourceError, Value};
 
 use spill_sort::SortedRows;
 
 /// Read buffer for files: large, because a scan reads the whole file once.
 const READ_BUFFER: usize = 256 * 1024;
+/// Read buffer for reading single records again: about one record.
+const REREAD_BUFFER: usize = 4 * 1024;
 
 /// Runs blocking work (reading, sorting, spilling) from async code: inside a
 /// multi-threaded runtime the worker hands its other tasks off first; elsewhere (no
 /// runtime, or a current-thread one, where `block_in_place` would panic) it just runs.
-fn blocking<R>(work: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -70,6 +72,58 @@ fn key_error(reason: &str, line: u64, column: &str) -> SourceError {
     } else {
         SourceError::Read(format!("line {line}: key column `{column}`: {reason}"))
     }
+}
+
+/// One record as an index scan sees it: where it starts in the file, its typed key and
+/// the scan's column values, in buffers the source reuses from record to record.
+pub struct RecordView<'a> {
+    /// Where the record starts, for [`IndexedFile::read_at`].
+    pub locator: u64,
+    /// The key parts, in key order.
+    pub key: &'a [KeyPart],
+    /// The values of the scan's columns, in the scan's column order.
+    pub values: &'a [Value],
+}
+
+/// A file that a digest-first compare can index: read once in file order, each record
+/// shown to the caller without becoming a [`Row`], and single records read again by
+/// where they start. Unsorted files need this, because building, sorting and handing out
+/// every row costs far more than the few rows that differ.
+pub trait IndexedFile: Send {
+    /// Reads every record in file order and shows it to `visit`; the same checks and
+    /// errors (naming the line) as a scan of `spec`.
+    fn index(
+        &mut self,
+        spec: &ScanSpec,
+        visit: &mut dyn FnMut(RecordView<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError>;
+
+    /// The record starting at `locator` (as [`RecordView::locator`] gave it) as a row of
+    /// the last indexed scan.
+    fn read_at(&mut self, locator: u64) -> Result<Row, SourceError>;
+}
+
+/// Puts a text field (`None`: NULL) into a reused value slot, keeping its allocation.
+fn set_text(slot: &mut Value, text: Option<&str>) {
+    match (slot, text) {
+        (Value::Text(s), Some(t)) => {
+            s.clear();
+            s.push_str(t);
+        }
+        (slot, t) => *slot = t.map_or(Value::Null, |t| Value::Text(t.to_owned())),
+    }
+}
+
+/// Puts a key field into a reused key part slot, keeping its allocation where it can.
+fn set_key_part(slot: &mut KeyPart, text: Option<&str>, ty: KeyType) -> Result<(), String> {
+    match (ty, text, &mut *slot) {
+        (KeyType::Text, Some(t), KeyPart::Text(s)) if !t.is_empty() => {
+            s.clear();
+            s.push_str(t);
+        }
+        _ => *slot = key_part_from_text(text, ty)?,
+    }
+    Ok(())
 }
 
 /// A scan in progress: the file's rows in key order, handed out a page at a time.

@@ -167,6 +167,13 @@ impl SpillSorter {
         encode_value(&mut self.arena, value);
     }
 
+    /// Adds opaque bytes to the row being built, after its key: an index entry's digest
+    /// and locator. Such rows are read back with [`SortedRows::next_raw`].
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.end_key();
+        self.arena.extend_from_slice(bytes);
+    }
+
     /// Ends the row being built.
     pub fn commit(&mut self) -> Result<(), SourceError> {
         self.end_key();
@@ -228,6 +235,7 @@ impl SpillSorter {
         self.arena.truncate(self.row_start);
         self.sort();
         if self.runs.is_empty() {
+            self.gather();
             return Ok(SortedRows {
                 inner: Inner::Memory {
                     arena: self.arena,
@@ -257,6 +265,23 @@ impl SpillSorter {
                 buffer: Vec::new(),
             },
         })
+    }
+
+    /// Copies the rows into a new arena in sorted order, when both fit the budget, so
+    /// that reading them back is sequential: the copy's scattered reads are cheaper here,
+    /// on the reading thread, than cache misses while the merge waits for every row.
+    fn gather(&mut self) {
+        let index_bytes = self.index.len() * ENTRY_SIZE;
+        if 2 * self.arena.len() + index_bytes > self.budget {
+            return;
+        }
+        let mut sorted = Vec::with_capacity(self.arena.len());
+        for entry in &mut self.index {
+            let start = sorted.len();
+            sorted.extend_from_slice(entry.bytes(&self.arena));
+            entry.start = start;
+        }
+        self.arena = sorted;
     }
 
     /// Sorts the index by key, equal keys in push order (their arena offsets).
@@ -347,6 +372,19 @@ impl SortedRows {
                 Some(key_len) => decode_row(buffer, key_len).map(Some),
                 None => Ok(None),
             },
+        }
+    }
+
+    /// The next row's bytes, undecoded, copied into `into`; returns how many of them are
+    /// the key, or `None` at the end. For rows built with [`SpillSorter::raw`].
+    pub fn next_raw(&mut self, into: &mut Vec<u8>) -> Result<Option<usize>, SourceError> {
+        match &mut self.inner {
+            Inner::Memory { arena, index } => Ok(index.next().map(|e| {
+                into.clear();
+                into.extend_from_slice(e.bytes(arena));
+                e.key_len as usize
+            })),
+            Inner::Merge { merger, .. } => merger.next_into(into),
         }
     }
 
@@ -592,20 +630,24 @@ fn decode_row(bytes: &[u8], key_len: usize) -> Result<Row, SourceError> {
     let (key, values) = bytes
         .split_at_checked(key_len)
         .ok_or_else(|| fail(corrupt("short row")))?;
-    let mut input = Slice(key);
-    let mut parts = Vec::with_capacity(1);
-    while !input.0.is_empty() {
-        parts.push(decode_part(&mut input).map_err(fail)?);
-    }
+    let key = decode_key(key)?;
     let mut input = Slice(values);
     let mut decoded = Vec::new();
     while !input.0.is_empty() {
         decoded.push(decode_value(&mut input).map_err(fail)?);
     }
-    Ok(Row {
-        key: Key(parts),
-        values: decoded,
-    })
+    Ok(Row { key, values: decoded })
+}
+
+/// Reads a key back from its order-preserving bytes.
+pub fn decode_key(bytes: &[u8]) -> Result<Key, SourceError> {
+    let fail = |e: io::Error| SourceError::Read(format!("cannot decode a sorted key: {e}"));
+    let mut input = Slice(bytes);
+    let mut parts = Vec::with_capacity(1);
+    while !input.0.is_empty() {
+        parts.push(decode_part(&mut input).map_err(fail)?);
+    }
+    Ok(Key(parts))
 }
 
 /// A byte slice read from the front.
