@@ -399,8 +399,18 @@ impl JobRun<'_> {
             if !job.compare.recheck_after.is_zero() {
                 tokio::time::sleep(job.compare.recheck_after).await;
             }
-            let fresh = recheck(
-                &pending,
+            let tally = &mut self.tally;
+            let emit_fresh = |outcome: GroupOutcome| {
+                if outcome.findings.is_empty() {
+                    tally.resolved_in_flight += 1;
+                    tally.add(&outcome);
+                    Ok(())
+                } else {
+                    emit(reports, &plan.header, tally, outcome)
+                }
+            };
+            recheck(
+                pending,
                 recheck_owner.then_some(Reread {
                     source: owner.as_mut(),
                     spec: &plan.owner_scan,
@@ -410,27 +420,14 @@ impl JobRun<'_> {
                     spec: &plan.replica_scan,
                 }),
                 &mut comparer,
+                emit_fresh,
             )
-            .await;
-            let fresh = match fresh {
-                Ok(fresh) => fresh,
-                Err((side, e)) => {
-                    let described = if side == Side::Owner {
-                        &owner_side
-                    } else {
-                        &replica_side
-                    };
-                    return Err(described.fail(job, format!("recheck: {e}")));
-                }
-            };
-            for outcome in fresh {
-                if outcome.findings.is_empty() {
-                    self.tally.resolved_in_flight += 1;
-                    self.tally.add(&outcome);
-                } else {
-                    emit(reports, &plan.header, &mut self.tally, outcome).map_err(|e| fail_job(job, e))?;
-                }
-            }
+            .await
+            .map_err(|e| match e {
+                MergeError::Source(Side::Owner, e) => owner_side.fail(job, format!("recheck: {e}")),
+                MergeError::Source(Side::Replica, e) => replica_side.fail(job, format!("recheck: {e}")),
+                MergeError::Sink(e) => fail_job(job, e),
+            })?;
         }
         self.copy_counts(&plan.header);
         Ok(())

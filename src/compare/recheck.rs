@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::compare::merge::MergeError;
 use crate::compare::{Comparer, GroupOutcome};
 use crate::job::Side;
 use crate::source::{Key, Row, ScanSpec, Source, SourceError};
@@ -30,47 +31,57 @@ pub struct Reread<'a> {
 }
 
 /// Keys fetched per statement.
-const BATCH: usize = 500;
+const BATCH: usize = 2000;
 
-/// Reads the pending keys again from the given sides and compares them afresh. Returns,
-/// per pending group in order, the fresh outcome (an outcome without findings means the
-/// inconsistency converged). A side that is not read again is compared as the scan read
-/// it. Keys are read a batch at a time, so only one batch of fresh rows is held.
-pub async fn recheck(
-    pending: &[Pending],
+/// Reads the pending keys again from the given sides and compares them afresh, handing
+/// `each` the fresh outcome of every pending group in order (an outcome without findings
+/// means the inconsistency converged). A side that is not read again is compared as the
+/// scan read it. Keys are read a batch at a time, from both sides at once, and each batch
+/// is let go once compared, so memory shrinks as the recheck goes.
+pub async fn recheck<E>(
+    pending: Vec<Pending>,
     mut owner: Option<Reread<'_>>,
     mut replica: Option<Reread<'_>>,
     comparer: &mut Comparer,
-) -> Result<Vec<GroupOutcome>, (Side, SourceError)> {
-    let mut outcomes = Vec::with_capacity(pending.len());
+    mut each: impl FnMut(GroupOutcome) -> Result<(), E>,
+) -> Result<(), MergeError<E>> {
     let empty = Vec::new();
-    for batch in pending.chunks(BATCH) {
+    let mut pending = pending.into_iter();
+    loop {
+        let batch: Vec<Pending> = pending.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<Key> = batch.iter().map(|p| p.key.clone()).collect();
-        let fresh_owner = match owner.as_mut() {
-            Some(side) => Some(fetch_grouped(side, &keys).await.map_err(|e| (Side::Owner, e))?),
-            None => None,
-        };
-        let fresh_replica = match replica.as_mut() {
-            Some(side) => Some(fetch_grouped(side, &keys).await.map_err(|e| (Side::Replica, e))?),
-            None => None,
-        };
-        for p in batch {
+        let (fresh_owner, fresh_replica) = tokio::join!(
+            fetch_grouped(owner.as_mut(), &keys),
+            fetch_grouped(replica.as_mut(), &keys)
+        );
+        let fresh_owner = fresh_owner.map_err(|e| MergeError::Source(Side::Owner, e))?;
+        let fresh_replica = fresh_replica.map_err(|e| MergeError::Source(Side::Replica, e))?;
+        for p in &batch {
             let o = fresh_owner
                 .as_ref()
                 .map_or(&p.owner, |m| m.get(&p.key).unwrap_or(&empty));
             let r = fresh_replica
                 .as_ref()
                 .map_or(&p.replica, |m| m.get(&p.key).unwrap_or(&empty));
-            outcomes.push(comparer.compare_group(&p.key, o, r));
+            each(comparer.compare_group(&p.key, o, r)).map_err(MergeError::Sink)?;
         }
     }
-    Ok(outcomes)
 }
 
-async fn fetch_grouped(side: &mut Reread<'_>, keys: &[Key]) -> Result<BTreeMap<Key, Vec<Row>>, SourceError> {
+/// The rows of `keys` read again from `side`, by key; `None` when the side is not read again.
+async fn fetch_grouped(
+    side: Option<&mut Reread<'_>>,
+    keys: &[Key],
+) -> Result<Option<BTreeMap<Key, Vec<Row>>>, SourceError> {
+    let Some(side) = side else {
+        return Ok(None);
+    };
     let mut grouped: BTreeMap<Key, Vec<Row>> = BTreeMap::new();
     for row in side.source.fetch(side.spec, keys).await? {
         grouped.entry(row.key.clone()).or_default().push(row);
     }
-    Ok(grouped)
+    Ok(Some(grouped))
 }

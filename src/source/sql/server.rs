@@ -26,7 +26,7 @@ use crate::job::{RedactedUrl, SqlServerConfig, SqlTarget};
 use crate::source::{Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
 /// Keys read by one statement in [`Source::fetch`].
-const FETCH_BATCH: usize = 500;
+const FETCH_BATCH: usize = 2000;
 
 /// How long one statement may run before the server cancels it.
 pub const STATEMENT_TIMEOUT_SECS: u64 = 300;
