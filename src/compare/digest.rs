@@ -5,7 +5,7 @@
 use crate::compare::CompareField;
 use crate::compare::normalize::{Normalized, normalize_append};
 use crate::job::Side;
-use crate::source::Value;
+use crate::source::value::Cell;
 
 /// Bytes in a row digest.
 pub const DIGEST_LEN: usize = 16;
@@ -16,7 +16,7 @@ pub const DIGEST_LEN: usize = 16;
 /// so the rows compare equal, with or without a tolerance; unequal digests mean nothing
 /// until the rows are compared. `input` is a reused buffer.
 pub fn values_digest(
-    values: &[Value],
+    values: &[Cell<'_>],
     fields: &[CompareField],
     side: Side,
     input: &mut Vec<u8>,
@@ -30,7 +30,7 @@ pub fn values_digest(
             Side::Replica => field.replica_col,
         };
         let start = input.len();
-        match normalize_append(&values[col], &field.rule, input).ok()? {
+        match normalize_append(values[col], &field.rule, input).ok()? {
             Normalized::Null => input.push(0),
             Normalized::Value => {
                 let len = input.len() - start;
@@ -57,7 +57,7 @@ pub fn values_digest(
 mod tests {
     use super::*;
     use crate::compare::FieldRule;
-    use crate::source::FieldType;
+    use crate::source::{FieldType, Value};
 
     fn field(ty: FieldType) -> CompareField {
         CompareField {
@@ -75,7 +75,8 @@ mod tests {
         side: Side,
         scratch: &mut Vec<u8>,
     ) -> Option<[u8; 16]> {
-        values_digest(values, fields, side, scratch)
+        let cells: Vec<Cell<'_>> = values.iter().map(Value::cell).collect();
+        values_digest(&cells, fields, side, scratch)
     }
 
     fn row(v: Value) -> Vec<Value> {
@@ -99,6 +100,23 @@ mod tests {
         let a = row_digest(&row(Value::Null), &f, Side::Owner, &mut s);
         let b = row_digest(&row(Value::Text(String::new())), &f, Side::Replica, &mut s);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn fields_are_framed_so_moving_bytes_between_them_changes_the_digest() {
+        let mut second = field(FieldType::Text);
+        second.owner_col = 1;
+        second.replica_col = 1;
+        let f = [field(FieldType::Text), second];
+        let mut s = Vec::new();
+        let t = |v: &str| Value::Text(v.into());
+        let ab_c = row_digest(&[t("ab"), t("c")], &f, Side::Owner, &mut s);
+        let a_bc = row_digest(&[t("a"), t("bc")], &f, Side::Owner, &mut s);
+        let null_x = row_digest(&[Value::Null, t("x")], &f, Side::Owner, &mut s);
+        let empty_x = row_digest(&[t(""), t("x")], &f, Side::Owner, &mut s);
+        assert_ne!(ab_c, a_bc);
+        assert_ne!(null_x, empty_x);
+        assert_eq!(ab_c, row_digest(&[t("ab"), t("c")], &f, Side::Replica, &mut s));
     }
 
     #[test]

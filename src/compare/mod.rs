@@ -13,8 +13,9 @@ pub use inconsistency::{GroupOutcome, Inconsistency, Kind, Tally};
 pub use normalize::FieldRule;
 
 use crate::job::{Relation, Side};
+use crate::source::value::Cell;
 use crate::source::{Key, Row, Value};
-use normalize::{Normalized, instant_of, normalize, within_tolerance};
+use normalize::{Normalized, instant_of, instant_of_cell, normalize, within_tolerance};
 
 /// One compared field, resolved against both sources.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,8 +74,8 @@ impl Comparer {
     /// The digest of one side's row values (see [`digest::values_digest`]), or `None`
     /// when the row can only be judged by comparing it: a value does not parse, or the
     /// row changed within the staleness window.
-    pub fn digest(&mut self, side: Side, values: &[Value]) -> Option<[u8; digest::DIGEST_LEN]> {
-        if self.is_recent(side, values) {
+    pub fn digest(&mut self, side: Side, values: &[Cell<'_>]) -> Option<[u8; digest::DIGEST_LEN]> {
+        if self.recent_at(side, |col| instant_of_cell(values[col])) {
             return None;
         }
         digest::values_digest(values, &self.plan.fields, side, &mut self.digest_input)
@@ -159,6 +160,12 @@ impl Comparer {
     }
 
     fn is_recent(&self, side: Side, values: &[Value]) -> bool {
+        self.recent_at(side, |col| instant_of(&values[col]))
+    }
+
+    /// Whether the change time that `instant` reads from the given column index is within
+    /// the staleness window.
+    fn recent_at(&self, side: Side, instant: impl FnOnce(usize) -> Option<i128>) -> bool {
         let (Some(cutoff), Some(col)) = (
             self.plan.recent_cutoff,
             match side {
@@ -168,7 +175,7 @@ impl Comparer {
         ) else {
             return false;
         };
-        instant_of(&values[col]).is_some_and(|t| t >= cutoff)
+        instant(col).is_some_and(|t| t >= cutoff)
     }
 
     /// True when every field of the two rows normalizes to the same bytes (or both to

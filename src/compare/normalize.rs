@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::job::Tolerance;
+use crate::source::value::Cell;
 use crate::source::value::canonical_uuid;
 use crate::source::{FieldType, Value};
 
@@ -46,11 +47,12 @@ pub enum Normalized {
 /// the value is not of the field's type.
 pub fn normalize(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
     out.clear();
-    normalize_append(value, rule, out)
+    normalize_append(value.cell(), rule, out)
 }
 
-/// [`normalize`] appending to `out` instead of replacing it; on `Err` `out` is as before.
-pub fn normalize_append(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
+/// [`normalize`] for a borrowed cell, appending to `out` instead of replacing it; on
+/// `Err` `out` is as before.
+pub fn normalize_append(value: Cell<'_>, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
     let start = out.len();
     let normalized = normalize_to(value, rule, out);
     if normalized.is_err() {
@@ -59,7 +61,7 @@ pub fn normalize_append(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> R
     normalized
 }
 
-fn normalize_to(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
+fn normalize_to(value: Cell<'_>, rule: &FieldRule, out: &mut Vec<u8>) -> Result<Normalized, String> {
     if value.is_null() {
         return Ok(Normalized::Null);
     }
@@ -78,7 +80,7 @@ fn normalize_to(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<No
     Ok(Normalized::Value)
 }
 
-fn describe(value: &Value) -> String {
+fn describe(value: Cell<'_>) -> String {
     let text = value.to_plain_text().unwrap_or_default();
     if text.chars().count() > 60 {
         format!("{:?}...", text.chars().take(60).collect::<String>())
@@ -87,15 +89,15 @@ fn describe(value: &Value) -> String {
     }
 }
 
-fn not_a(value: &Value, what: &str) -> String {
+fn not_a(value: Cell<'_>, what: &str) -> String {
     format!("{} is not {what}", describe(value))
 }
 
-fn text(value: &Value, rule: &FieldRule, out: &mut Vec<u8>) -> Result<(), String> {
+fn text(value: Cell<'_>, rule: &FieldRule, out: &mut Vec<u8>) -> Result<(), String> {
     let owned;
-    let s: &str = match value {
-        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => s,
-        Value::Bytes(b) => match std::str::from_utf8(b) {
+    let s: &str = match &value {
+        Cell::Text(s) | Cell::Decimal(s) | Cell::Json(s) => s,
+        Cell::Bytes(b) => match std::str::from_utf8(b) {
             Ok(s) => s,
             Err(_) => {
                 out.extend_from_slice(b);
@@ -199,33 +201,33 @@ impl Decimal {
     }
 }
 
-fn decimal(value: &Value, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String> {
+fn decimal(value: Cell<'_>, ty: FieldType, out: &mut Vec<u8>) -> Result<(), String> {
     let what = if ty == FieldType::Integer {
         "an integer"
     } else {
         "a decimal number"
     };
-    match value {
-        Value::Int(i) => {
+    match &value {
+        Cell::Int(i) => {
             write_int_canonical(*i, out);
             return Ok(());
         }
-        Value::Text(s) | Value::Decimal(s) if write_plain_decimal(s.as_bytes(), out) => return Ok(()),
+        Cell::Text(s) | Cell::Decimal(s) if write_plain_decimal(s.as_bytes(), out) => return Ok(()),
         _ => {}
     }
-    let parsed = match value {
-        Value::Int(i) => Decimal::parse(&i.to_string()),
-        Value::Bool(b) => Decimal::parse(if *b { "1" } else { "0" }),
-        Value::Float(f) if f.is_nan() => {
+    let parsed = match &value {
+        Cell::Int(i) => Decimal::parse(&i.to_string()),
+        Cell::Bool(b) => Decimal::parse(if *b { "1" } else { "0" }),
+        Cell::Float(f) if f.is_nan() => {
             out.extend_from_slice(b"NaN");
             return Ok(());
         }
-        Value::Float(f) if f.is_infinite() => {
+        Cell::Float(f) if f.is_infinite() => {
             out.extend_from_slice(if *f > 0.0 { b"inf" } else { b"-inf" });
             return Ok(());
         }
-        Value::Float(f) => Decimal::from_f64(*f),
-        Value::Text(s) | Value::Decimal(s) => match Decimal::parse(s) {
+        Cell::Float(f) => Decimal::from_f64(*f),
+        Cell::Text(s) | Cell::Decimal(s) => match Decimal::parse(s) {
             Some(d) => Some(d),
             None => {
                 // PostgreSQL's numeric NaN and ±Infinity, equal to a float's.
@@ -330,13 +332,11 @@ fn special_number(text: &str) -> Option<&'static [u8]> {
     }
 }
 
-fn float(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let f = match value {
-        Value::Float(f) => *f,
-        Value::Int(i) => *i as f64,
-        Value::Text(s) | Value::Decimal(s) => {
-            s.trim().parse::<f64>().map_err(|_| not_a(value, "a number"))?
-        }
+fn float(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let f = match &value {
+        Cell::Float(f) => *f,
+        Cell::Int(i) => *i as f64,
+        Cell::Text(s) | Cell::Decimal(s) => s.trim().parse::<f64>().map_err(|_| not_a(value, "a number"))?,
         _ => return Err(not_a(value, "a number")),
     };
     let f = if f == 0.0 {
@@ -350,12 +350,12 @@ fn float(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn boolean(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let b = match value {
-        Value::Bool(b) => *b,
-        Value::Int(0) => false,
-        Value::Int(1) => true,
-        Value::Text(s) | Value::Decimal(s) => match s.trim().to_ascii_lowercase().as_str() {
+fn boolean(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let b = match &value {
+        Cell::Bool(b) => *b,
+        Cell::Int(0) => false,
+        Cell::Int(1) => true,
+        Cell::Text(s) | Cell::Decimal(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" | "y" | "on" => true,
             "false" | "f" | "0" | "no" | "n" | "off" => false,
             _ => return Err(not_a(value, "a boolean")),
@@ -528,11 +528,16 @@ fn nanos(secs: i64, sub: u32) -> i128 {
 /// The instant a value holds, in nanoseconds since the Unix epoch: text as
 /// [`parse_instant`], numbers (and numeric text) as epoch seconds.
 pub fn instant_of(value: &Value) -> Option<i128> {
-    match value {
-        Value::Int(secs) => Some(*secs as i128 * 1_000_000_000),
-        Value::Float(secs) if secs.is_finite() && secs.abs() < 1e11 => Some((secs * 1e9).round() as i128),
-        Value::Decimal(s) => epoch_seconds(s),
-        Value::Text(s) => parse_instant(s).or_else(|| epoch_seconds(s)),
+    instant_of_cell(value.cell())
+}
+
+/// [`instant_of`] for a borrowed cell.
+pub fn instant_of_cell(value: Cell<'_>) -> Option<i128> {
+    match &value {
+        Cell::Int(secs) => Some(*secs as i128 * 1_000_000_000),
+        Cell::Float(secs) if secs.is_finite() && secs.abs() < 1e11 => Some((secs * 1e9).round() as i128),
+        Cell::Decimal(s) => epoch_seconds(s),
+        Cell::Text(s) => parse_instant(s).or_else(|| epoch_seconds(s)),
         _ => None,
     }
 }
@@ -542,15 +547,15 @@ fn epoch_seconds(text: &str) -> Option<i128> {
     (nanos.abs() < 100_000_000_000 * 1_000_000_000).then_some(nanos)
 }
 
-fn timestamp(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let n = instant_of(value).ok_or_else(|| not_a(value, "a timestamp"))?;
+fn timestamp(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = instant_of_cell(value).ok_or_else(|| not_a(value, "a timestamp"))?;
     out.extend_from_slice(&n.to_be_bytes());
     Ok(())
 }
 
-fn date(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let canonical = match value {
-        Value::Text(s) => canonical_date(s),
+fn date(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let canonical = match &value {
+        Cell::Text(s) => canonical_date(s),
         _ => None,
     }
     .ok_or_else(|| not_a(value, "a date (YYYY-MM-DD)"))?;
@@ -582,9 +587,9 @@ fn canonical_date(text: &str) -> Option<String> {
     Some(d.to_string())
 }
 
-fn time(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let n = match value {
-        Value::Text(s) => parse_time(s),
+fn time(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = match &value {
+        Cell::Text(s) => parse_time(s),
         _ => None,
     }
     .ok_or_else(|| not_a(value, "a time of day"))?;
@@ -628,13 +633,13 @@ fn parse_time(text: &str) -> Option<i128> {
 }
 
 /// A UUID's canonical form is its 16 bytes: compact to compare and to hash.
-fn uuid(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let parsed = match value {
-        Value::Bytes(b) if b.len() == 16 => {
+fn uuid(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let parsed = match &value {
+        Cell::Bytes(b) if b.len() == 16 => {
             out.extend_from_slice(b);
             return Ok(());
         }
-        Value::Text(s) => uuid_bytes(s.as_bytes()).or_else(|| {
+        Cell::Text(s) => uuid_bytes(s.as_bytes()).or_else(|| {
             let canonical = canonical_uuid(s)?;
             uuid_bytes(canonical.as_bytes())
         }),
@@ -668,28 +673,28 @@ fn uuid_bytes(text: &[u8]) -> Option<[u8; 16]> {
     Some(bytes)
 }
 
-fn bytes(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    match value {
-        Value::Bytes(b) => out.extend_from_slice(b),
-        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => out.extend_from_slice(s.as_bytes()),
+fn bytes(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    match &value {
+        Cell::Bytes(b) => out.extend_from_slice(b),
+        Cell::Text(s) | Cell::Decimal(s) | Cell::Json(s) => out.extend_from_slice(s.as_bytes()),
         other => out.extend_from_slice(other.to_plain_text().unwrap_or_default().as_bytes()),
     }
     Ok(())
 }
 
-fn json(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    let parsed: serde_json::Value = match value {
-        Value::Json(s) | Value::Text(s) => {
+fn json(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let parsed: serde_json::Value = match &value {
+        Cell::Json(s) | Cell::Text(s) => {
             serde_json::from_str(s).map_err(|e| format!("{} is not JSON: {e}", describe(value)))?
         }
-        Value::Bytes(b) => {
+        Cell::Bytes(b) => {
             serde_json::from_slice(b).map_err(|e| format!("{} is not JSON: {e}", describe(value)))?
         }
-        Value::Decimal(s) => serde_json::from_str(s).map_err(|_| not_a(value, "JSON"))?,
-        Value::Int(i) => serde_json::Value::from(*i),
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Float(f) => serde_json::from_str(&f.to_string()).map_err(|_| not_a(value, "JSON"))?,
-        Value::Null => serde_json::Value::Null,
+        Cell::Decimal(s) => serde_json::from_str(s).map_err(|_| not_a(value, "JSON"))?,
+        Cell::Int(i) => serde_json::Value::from(*i),
+        Cell::Bool(b) => serde_json::Value::Bool(*b),
+        Cell::Float(f) => serde_json::from_str(&f.to_string()).map_err(|_| not_a(value, "JSON"))?,
+        Cell::Null => serde_json::Value::Null,
     };
     write_json(&parsed, out);
     Ok(())
@@ -698,7 +703,7 @@ fn json(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
 /// Canonical JSON: object members sorted by key, no white space, numbers by exact
 /// decimal value (`1.0` = `1`), array order kept.
 fn write_json(value: &serde_json::Value, out: &mut Vec<u8>) {
-    match value {
+    match &value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
@@ -1111,6 +1116,49 @@ mod tests {
             FieldType::Uuid
         ));
         assert!(same(Value::Bytes(b"abc".to_vec()), t("abc"), FieldType::Bytes));
+    }
+
+    #[test]
+    fn uuids_in_every_accepted_form_are_their_16_bytes() {
+        let bytes: Vec<u8> = (0..16u8).map(|i| i * 17).collect();
+        let canonical = "00112233-4455-6677-8899-aabbccddeeff";
+        for form in [
+            canonical.to_owned(),
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            canonical.replace('-', ""),
+            format!(" {canonical} "),
+        ] {
+            assert_eq!(
+                canon(t(&form), FieldType::Uuid),
+                Ok(Some(bytes.clone())),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            canon(Value::Bytes(bytes.clone()), FieldType::Uuid),
+            Ok(Some(bytes))
+        );
+        for bad in [
+            "00112233-4455-6677-8899-aabbccddeefg",
+            "00112233-4455-6677-8899-aabbccddeef",
+            "0011223-34455-6677-8899-aabbccddeeff",
+            "00112233+4455-6677-8899-aabbccddeeff",
+            "",
+        ] {
+            assert!(canon(t(bad), FieldType::Uuid).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn appending_keeps_what_is_there_and_undoes_a_failure() {
+        let mut out = b"kept".to_vec();
+        assert!(normalize_append(t("x").cell(), &FieldRule::exact(FieldType::Integer), &mut out).is_err());
+        assert_eq!(out, b"kept");
+        normalize_append(t("10.50").cell(), &FieldRule::exact(FieldType::Decimal), &mut out).unwrap();
+        let mut alone = Vec::new();
+        normalize(&t("10.5"), &FieldRule::exact(FieldType::Decimal), &mut alone).unwrap();
+        assert_eq!(out, [b"kept".as_slice(), &alone].concat());
     }
 
     #[test]

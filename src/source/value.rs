@@ -43,6 +43,63 @@ impl Value {
     }
 }
 
+/// A value borrowed for normalization: a [`Value`]'s contents, or a file's text field
+/// without copying it into one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'a> {
+    /// NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A binary floating-point number.
+    Float(f64),
+    /// An exact number in decimal text form.
+    Decimal(&'a str),
+    /// Text.
+    Text(&'a str),
+    /// Raw bytes.
+    Bytes(&'a [u8]),
+    /// JSON text.
+    Json(&'a str),
+}
+
+impl Cell<'_> {
+    /// True for [`Cell::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Cell::Null)
+    }
+
+    /// As [`Value::to_plain_text`].
+    pub fn to_plain_text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Bool(b) => Some(b.to_string()),
+            Cell::Int(i) => Some(i.to_string()),
+            Cell::Float(f) => Some(f.to_string()),
+            Cell::Decimal(s) | Cell::Text(s) | Cell::Json(s) => Some((*s).to_owned()),
+            Cell::Bytes(b) => Some(hex_bytes(b)),
+        }
+    }
+}
+
+impl Value {
+    /// The value borrowed as a [`Cell`].
+    pub fn cell(&self) -> Cell<'_> {
+        match self {
+            Value::Null => Cell::Null,
+            Value::Bool(b) => Cell::Bool(*b),
+            Value::Int(i) => Cell::Int(*i),
+            Value::Float(f) => Cell::Float(*f),
+            Value::Decimal(s) => Cell::Decimal(s),
+            Value::Text(s) => Cell::Text(s),
+            Value::Bytes(b) => Cell::Bytes(b),
+            Value::Json(s) => Cell::Json(s),
+        }
+    }
+}
+
 /// Bytes as PostgreSQL's hex form (`\x0aff`), used wherever bytes must become text.
 pub fn hex_bytes(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(2 + bytes.len() * 2);

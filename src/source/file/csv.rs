@@ -3,7 +3,7 @@
 //! sorted. Errors name the physical line the record starts on.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -12,9 +12,10 @@ use csv::ByteRecord;
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error,
-    key_part_from_text, open_error, set_key_part, set_text,
+    key_part_from_text, open_error, set_key_part,
 };
 use crate::job::CsvConfig;
+use crate::source::value::Cell;
 use crate::source::{Column, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
 /// A CSV file. Columns come from the header row (or are numbered `1`, `2`, ... without
@@ -27,8 +28,8 @@ pub struct CsvSource {
     scan: Option<Scan>,
     /// The last indexed scan, resolved against the columns.
     resolved: Option<Resolved>,
-    /// A reader kept for reading single records again.
-    reread: Option<csv::Reader<File>>,
+    /// The file kept open for reading single records again.
+    reread: Option<File>,
 }
 
 impl CsvSource {
@@ -130,29 +131,42 @@ impl CsvSource {
         self.config.null.as_deref().map(str::as_bytes)
     }
 
-    /// The key parts and values of a record, into reused slots.
-    fn fill(
+    /// The key parts of a record, into reused slots.
+    fn fill_key(
         &self,
         spec: &ScanSpec,
+        resolved: &Resolved,
         record: &ByteRecord,
         key: &mut [KeyPart],
-        values: &mut [Value],
     ) -> Result<(), SourceError> {
         let (path, null) = (&self.config.path, self.null());
-        let resolved = self
-            .resolved
-            .as_ref()
-            .ok_or(SourceError::Unsupported("reading before indexing"))?;
         for (n, (&i, slot)) in resolved.keys.iter().zip(key).enumerate() {
             let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
             set_key_part(slot, field(record, i, null, path)?, ty)
                 .map_err(|reason| key_error(&reason, record_line(path, record), &spec.key[n]))?;
         }
-        for (&i, slot) in resolved.columns.iter().zip(values) {
-            set_text(slot, field(record, i, null, path)?);
+        Ok(())
+    }
+
+    /// The scan's column values of a record, borrowed from it, into `cells`.
+    fn fill_cells<'r>(
+        &self,
+        resolved: &Resolved,
+        record: &'r ByteRecord,
+        cells: &mut Vec<Cell<'r>>,
+    ) -> Result<(), SourceError> {
+        let (path, null) = (&self.config.path, self.null());
+        for &i in &resolved.columns {
+            cells.push(field(record, i, null, path)?.map_or(Cell::Null, Cell::Text));
         }
         Ok(())
     }
+}
+
+/// An emptied vector of cells, its allocation kept for cells of another lifetime.
+fn recycle<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
+    cells.clear();
+    cells.into_iter().map(|_| Cell::Null).collect()
 }
 
 /// Where a scan's key columns and other columns are in a record.
@@ -173,44 +187,69 @@ impl IndexedFile for CsvSource {
             keys: resolve(&self.columns, &spec.key)?,
             columns: resolve(&self.columns, &spec.columns)?,
         });
+        let resolved = self
+            .resolved
+            .as_ref()
+            .ok_or(SourceError::Unsupported("reading before indexing"))?;
         let mut key = vec![KeyPart::Int(0); spec.key.len()];
-        let mut values = vec![Value::Null; spec.columns.len()];
+        let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(spec.columns.len());
         self.walk(|record| {
-            self.fill(spec, record, &mut key, &mut values)?;
-            let locator = record.position().map_or(0, |p| p.byte());
+            self.fill_key(spec, resolved, record, &mut key)?;
+            let mut cells = recycle(std::mem::take(&mut recycled));
+            self.fill_cells(resolved, record, &mut cells)?;
             visit(RecordView {
-                locator,
+                locator: record.position().map_or(0, |p| p.byte()),
                 key: &key,
-                values: &values,
-            })
+                values: &cells,
+            })?;
+            recycled = recycle(cells);
+            Ok(())
         })
     }
 
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
         let path = &self.config.path;
-        let mut reader = match self.reread.take() {
-            Some(reader) => reader,
-            None => reader_with_buffer(&self.config, REREAD_BUFFER)?,
-        };
-        let mut position = csv::Position::new();
-        position.set_byte(locator);
         let reread_error = |e: &dyn std::fmt::Display| {
             SourceError::Read(format!("cannot read a record again at byte {locator}: {e}"))
         };
-        reader.seek(position).map_err(|e| reread_error(&e))?;
+        let mut file = match self.reread.take() {
+            Some(file) => file,
+            None => File::open(path).map_err(|e| open_error(path, e))?,
+        };
+        file.seek(SeekFrom::Start(locator)).map_err(|e| reread_error(&e))?;
+        // The parser drops a byte-order mark at the start of its input, as it should at
+        // the start of the file: elsewhere a blank line first (which it skips) keeps one
+        // that starts a record.
+        let lead: &[u8] = if locator == 0 { b"" } else { b"\n" };
+        let input = lead.chain(BufReader::with_capacity(REREAD_BUFFER, &file));
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(self.config.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(REREAD_BUFFER)
+            .from_reader(input);
         let mut record = ByteRecord::new();
-        if !read_record(&mut reader, &mut record, path)? || record.len() != self.columns.len() {
+        let found = reader.read_byte_record(&mut record).map_err(|e| reread_error(&e))?;
+        if !found || record.len() != self.columns.len() {
             return Err(reread_error(&"the file changed while recon read it"));
         }
-        let spec = &self
+        drop(reader);
+        self.reread = Some(file);
+        let resolved = self
             .resolved
             .as_ref()
-            .ok_or(SourceError::Unsupported("reading before indexing"))?
-            .spec;
-        let mut key = vec![KeyPart::Int(0); spec.key.len()];
-        let mut values = vec![Value::Null; spec.columns.len()];
-        self.fill(spec, &record, &mut key, &mut values)?;
-        self.reread = Some(reader);
+            .ok_or(SourceError::Unsupported("reading before indexing"))?;
+        let mut key = vec![KeyPart::Int(0); resolved.keys.len()];
+        self.fill_key(&resolved.spec, resolved, &record, &mut key)?;
+        let mut cells = Vec::with_capacity(resolved.columns.len());
+        self.fill_cells(resolved, &record, &mut cells)?;
+        let values = cells
+            .iter()
+            .map(|cell| match cell {
+                Cell::Text(t) => Value::Text((*t).to_owned()),
+                _ => Value::Null,
+            })
+            .collect();
         Ok(Row {
             key: Key(key),
             values,
@@ -259,18 +298,12 @@ fn resolve(columns: &[Column], names: &[String]) -> Result<Vec<usize>, SourceErr
 /// A reader that reports every record as is: no header handling, ragged rows allowed
 /// (they are reported here, with their line).
 fn reader(config: &CsvConfig) -> Result<csv::Reader<File>, SourceError> {
-    reader_with_buffer(config, READ_BUFFER)
-}
-
-/// A reader whose buffer suits single records read again by position: each seek refills
-/// the buffer, so a large one would read far more than the record.
-fn reader_with_buffer(config: &CsvConfig, buffer: usize) -> Result<csv::Reader<File>, SourceError> {
     let file = File::open(&config.path).map_err(|e| open_error(&config.path, e))?;
     Ok(csv::ReaderBuilder::new()
         .delimiter(config.delimiter)
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(buffer)
+        .buffer_capacity(READ_BUFFER)
         .from_reader(file))
 }
 

@@ -17,6 +17,7 @@ use super::{
     open_error,
 };
 use crate::job::JsonlConfig;
+use crate::source::value::Cell;
 use crate::source::{Column, FieldType, Key, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
 /// How many non-blank lines `open` reads to learn the columns and their types.
@@ -196,10 +197,11 @@ impl IndexedFile for JsonlSource {
         let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
         while let Some((line, text)) = lines.next()? {
             let row = row_of(spec, &plan, &mut slots, line, text)?;
+            let cells: Vec<Cell<'_>> = row.values.iter().map(Value::cell).collect();
             visit(RecordView {
                 locator: lines.line_start,
                 key: &row.key.0,
-                values: &row.values,
+                values: &cells,
             })?;
         }
         self.indexed = Some((spec.clone(), plan));

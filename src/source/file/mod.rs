@@ -8,6 +8,7 @@ pub mod spill_sort;
 
 use std::path::Path;
 
+use crate::source::value::Cell;
 use crate::source::{Column, KeyPart, KeyType, Row, ScanSpec, SourceError, Value};
 
 use spill_sort::SortedRows;
@@ -82,7 +83,7 @@ pub struct RecordView<'a> {
     /// The key parts, in key order.
     pub key: &'a [KeyPart],
     /// The values of the scan's columns, in the scan's column order.
-    pub values: &'a [Value],
+    pub values: &'a [Cell<'a>],
 }
 
 /// A file that a digest-first compare can index: read once in file order, each record
@@ -101,17 +102,6 @@ pub trait IndexedFile: Send {
     /// The record starting at `locator` (as [`RecordView::locator`] gave it) as a row of
     /// the last indexed scan.
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError>;
-}
-
-/// Puts a text field (`None`: NULL) into a reused value slot, keeping its allocation.
-fn set_text(slot: &mut Value, text: Option<&str>) {
-    match (slot, text) {
-        (Value::Text(s), Some(t)) => {
-            s.clear();
-            s.push_str(t);
-        }
-        (slot, t) => *slot = t.map_or(Value::Null, |t| Value::Text(t.to_owned())),
-    }
 }
 
 /// Puts a key field into a reused key part slot, keeping its allocation where it can.
