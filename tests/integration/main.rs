@@ -10,6 +10,7 @@ mod contract;
 mod databases;
 mod db_resilience;
 mod db_types;
+mod indexed_files;
 mod property;
 mod regression;
 mod support;

@@ -216,7 +216,8 @@ impl IndexedFile for CsvSource {
             Some(file) => file,
             None => File::open(path).map_err(|e| open_error(path, e))?,
         };
-        file.seek(SeekFrom::Start(locator)).map_err(|e| reread_error(&e))?;
+        file.seek(SeekFrom::Start(locator))
+            .map_err(|e| reread_error(&e))?;
         // The parser drops a byte-order mark at the start of its input, as it should at
         // the start of the file: elsewhere a blank line first (which it skips) keeps one
         // that starts a record.
@@ -229,7 +230,9 @@ impl IndexedFile for CsvSource {
             .buffer_capacity(REREAD_BUFFER)
             .from_reader(input);
         let mut record = ByteRecord::new();
-        let found = reader.read_byte_record(&mut record).map_err(|e| reread_error(&e))?;
+        let found = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| reread_error(&e))?;
         if !found || record.len() != self.columns.len() {
             return Err(reread_error(&"the file changed while recon read it"));
         }
