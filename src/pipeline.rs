@@ -206,7 +206,8 @@ pub async fn check_sources(job: &Job) -> Vec<SourceProblem> {
         Ok(both) => both,
         Err(_) => return problems,
     };
-    let found = match resolve(job, owner.columns(), replica.columns(), 0, Utc::now()) {
+    let enforced = [owner.enforces_types(), replica.enforces_types()];
+    let found = match resolve(job, [owner.columns(), replica.columns()], enforced, 0, Utc::now()) {
         Err(found) => found,
         Ok(plan) => {
             let mut found = plan.incomparable;
@@ -277,8 +278,8 @@ impl JobRun<'_> {
 
         let plan = resolve(
             job,
-            owner.columns(),
-            replica.columns(),
+            [owner.columns(), replica.columns()],
+            [owner.enforces_types(), replica.enforces_types()],
             self.options.memory_budget,
             self.started_at,
         )
@@ -624,10 +625,12 @@ fn project(columns: &mut Vec<String>, name: &str) -> usize {
 /// A problem found while resolving a job against its sources' columns.
 type Problem = (Side, String);
 
+/// Resolves `job` against the `[owner, replica]` columns; `enforced` says, per side,
+/// whether every value is of its column's declared type.
 fn resolve(
     job: &Job,
-    owner_columns: &[Column],
-    replica_columns: &[Column],
+    [owner_columns, replica_columns]: [&[Column]; 2],
+    enforced: [bool; 2],
     memory_budget: usize,
     started_at: DateTime<Utc>,
 ) -> Result<Plan, Vec<Problem>> {
@@ -723,7 +726,13 @@ fn resolve(
             problems.push((Side::Owner, message));
             continue;
         }
+        // Equal values are equal fields when every value of the type normalizes (text),
+        // or when both columns are of the type and their sources enforce it.
+        let typed = |col: &Column, enforced: bool| enforced && col.declared == Some(ty);
+        let same_value_is_equal =
+            ty == FieldType::Text || (typed(&owner_col, enforced[0]) && typed(&replica_col, enforced[1]));
         fields.push(CompareField {
+            same_value_is_equal,
             name: def.owner.clone(),
             replica_name: def.replica.clone(),
             rule: FieldRule {

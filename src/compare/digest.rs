@@ -66,6 +66,7 @@ mod tests {
             rule: FieldRule::exact(ty),
             owner_col: 0,
             replica_col: 0,
+            same_value_is_equal: false,
         }
     }
 

@@ -191,6 +191,7 @@ mod tests {
                 rule: FieldRule::exact(FieldType::Text),
                 owner_col: 0,
                 replica_col: 0,
+                same_value_is_equal: true,
             }],
             owner_changed_at: None,
             replica_changed_at: None,
@@ -279,6 +280,29 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn identical_values_skip_normalizing_only_where_they_cannot_fail_to_parse() {
+        let compare = |same_value_is_equal: bool, value: &str| {
+            let mut comparer = comparer(Relation::Mirror);
+            comparer.plan.fields[0].rule = FieldRule::exact(FieldType::Decimal);
+            comparer.plan.fields[0].same_value_is_equal = same_value_is_equal;
+            let outcome = comparer.compare_group(&key(1), &[row(1, value)], &[row(1, value)]);
+            outcome.findings.into_iter().map(|f| f.reason).collect::<Vec<_>>()
+        };
+        // Text that is not a number is a mismatch with a reason on both sides, even
+        // when both sides agree on it, unless the sources enforce the column's type.
+        assert_eq!(compare(false, "abc").len(), 1);
+        assert!(
+            compare(false, "abc")[0]
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not a decimal")
+        );
+        assert!(compare(true, "abc").is_empty());
+        assert!(compare(false, "10.50").is_empty());
+        assert!(compare(true, "10.50").is_empty());
     }
 
     #[tokio::test]

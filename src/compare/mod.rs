@@ -30,6 +30,10 @@ pub struct CompareField {
     pub owner_col: usize,
     /// Index of the field in replica rows' values.
     pub replica_col: usize,
+    /// Whether two identical values are known to normalize alike without fail, so the
+    /// row compare may skip normalizing them: always for text, and for typed columns of
+    /// sources that enforce their types (a PostgreSQL `uuid` read twice).
+    pub same_value_is_equal: bool,
 }
 
 /// Everything the per-key comparison needs, resolved once per job.
@@ -187,16 +191,13 @@ impl Comparer {
             if field.rule.tolerance.is_some() {
                 return false;
             }
-            let o = normalize(
-                &owner.values[field.owner_col],
-                &field.rule,
-                &mut self.scratch_owner,
-            );
-            let r = normalize(
-                &replica.values[field.replica_col],
-                &field.rule,
-                &mut self.scratch_replica,
-            );
+            let (owner_value, replica_value) =
+                (&owner.values[field.owner_col], &replica.values[field.replica_col]);
+            if field.same_value_is_equal && owner_value == replica_value {
+                continue;
+            }
+            let o = normalize(owner_value, &field.rule, &mut self.scratch_owner);
+            let r = normalize(replica_value, &field.rule, &mut self.scratch_replica);
             match (o, r) {
                 (Ok(Normalized::Null), Ok(Normalized::Null)) => {}
                 (Ok(Normalized::Value), Ok(Normalized::Value))

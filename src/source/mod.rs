@@ -100,6 +100,12 @@ pub trait Source: Send {
         false
     }
 
+    /// True when every value a scan yields is of its column's declared type (a database
+    /// server's typed columns), not merely sampled or hinted at (JSON Lines, SQLite).
+    fn enforces_types(&self) -> bool {
+        false
+    }
+
     /// Starts a scan; any earlier scan is abandoned.
     async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError>;
 

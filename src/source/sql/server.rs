@@ -793,6 +793,10 @@ impl<E: Engine> Source for ServerSource<E> {
         true
     }
 
+    fn enforces_types(&self) -> bool {
+        true
+    }
+
     async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
         self.scan = None;
         let (query, decoder) = self.prepare(spec, true)?;
