@@ -29,7 +29,7 @@ pub struct CsvSource {
     /// The last indexed scan, resolved against the columns.
     resolved: Option<Resolved>,
     /// The file kept open for reading single records again.
-    reread: Option<File>,
+    reread: Option<csv::Reader<RecordStart>>,
 }
 
 impl CsvSource {
@@ -212,23 +212,30 @@ impl IndexedFile for CsvSource {
         let reread_error = |e: &dyn std::fmt::Display| {
             SourceError::Read(format!("cannot read a record again at byte {locator}: {e}"))
         };
-        let mut file = match self.reread.take() {
-            Some(file) => file,
-            None => File::open(path).map_err(|e| open_error(path, e))?,
+        let reader = match &mut self.reread {
+            Some(reader) => reader,
+            None => {
+                let file = File::open(path).map_err(|e| open_error(path, e))?;
+                let input = RecordStart {
+                    file: BufReader::with_capacity(REREAD_BUFFER, file),
+                    lead: b"",
+                };
+                let reader = csv::ReaderBuilder::new()
+                    .delimiter(self.config.delimiter)
+                    .has_headers(false)
+                    .flexible(true)
+                    .buffer_capacity(256)
+                    .from_reader(input);
+                self.reread.insert(reader)
+            }
         };
-        file.seek(SeekFrom::Start(locator))
+        let mut position = csv::Position::new();
+        position.set_byte(locator);
+        // Always a real seek (a plain one is skipped when the parser seems to stand
+        // there already, which the blank line before a record can fake).
+        reader
+            .seek_raw(SeekFrom::Start(locator), position)
             .map_err(|e| reread_error(&e))?;
-        // The parser drops a byte-order mark at the start of its input, as it should at
-        // the start of the file: elsewhere a blank line first (which it skips) keeps one
-        // that starts a record.
-        let lead: &[u8] = if locator == 0 { b"" } else { b"\n" };
-        let input = lead.chain(BufReader::with_capacity(REREAD_BUFFER, &file));
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(self.config.delimiter)
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(REREAD_BUFFER)
-            .from_reader(input);
         let mut record = ByteRecord::new();
         let found = reader
             .read_byte_record(&mut record)
@@ -236,8 +243,6 @@ impl IndexedFile for CsvSource {
         if !found || record.len() != self.columns.len() {
             return Err(reread_error(&"the file changed while recon read it"));
         }
-        drop(reader);
-        self.reread = Some(file);
         let resolved = self
             .resolved
             .as_ref()
@@ -300,6 +305,35 @@ fn resolve(columns: &[Column], names: &[String]) -> Result<Vec<usize>, SourceErr
 
 /// A reader that reports every record as is: no header handling, ragged rows allowed
 /// (they are reported here, with their line).
+/// The file as read from a record's start. The parser drops a byte-order mark at the
+/// start of its input, as it should at the start of the file; after a seek into the
+/// middle, a blank line (which it skips) comes first, so that a record there starting
+/// with one keeps it. Its buffer is the file's: the parser's own can be small.
+struct RecordStart {
+    file: BufReader<File>,
+    lead: &'static [u8],
+}
+
+impl Read for RecordStart {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.lead.is_empty() {
+            return self.file.read(buf);
+        }
+        let n = self.lead.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.lead[..n]);
+        self.lead = &self.lead[n..];
+        Ok(n)
+    }
+}
+
+impl Seek for RecordStart {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let at = self.file.seek(to)?;
+        self.lead = if at == 0 { b"" } else { b"\n" };
+        Ok(at)
+    }
+}
+
 fn reader(config: &CsvConfig) -> Result<csv::Reader<File>, SourceError> {
     let file = File::open(&config.path).map_err(|e| open_error(&config.path, e))?;
     Ok(csv::ReaderBuilder::new()
