@@ -87,7 +87,7 @@ impl PgDialect {
 
 /// How a streamed scan reads a PostgreSQL column of `kind` (`is_key` for a key column):
 /// integers, decimals, UUIDs and bytes in their binary forms (and, outside the key,
-/// floating-point numbers and booleans), everything else as its text cast. Each binary
+/// floating-point numbers, booleans and `timestamptz`), everything else as its text cast. Each binary
 /// form decodes to exactly the value its text would (see [`super::binary`]).
 pub fn stream_wire(kind: Kind, is_key: bool) -> Wire {
     match kind {
@@ -98,6 +98,7 @@ pub fn stream_wire(kind: Kind, is_key: bool) -> Wire {
         Kind::Float if !is_key => Wire::Float8,
         Kind::Float32 if !is_key => Wire::Float4,
         Kind::Bool if !is_key => Wire::Bool,
+        Kind::TimestampTz if !is_key => Wire::TimestampTz,
         _ => Wire::Text,
     }
 }
@@ -190,6 +191,7 @@ impl Dialect for PgDialect {
                     Wire::Float8 => "double precision",
                     Wire::Float4 => "real",
                     Wire::Bool => "boolean",
+                    Wire::TimestampTz => "timestamptz",
                     Wire::Text | Wire::Hex => "text",
                 };
                 format!("CAST({column} AS {ty})")

@@ -62,8 +62,10 @@ pub enum Kind {
     Date,
     /// A time of day.
     Time,
-    /// timestamp, timestamptz, DATETIME.
+    /// timestamp (without time zone), DATETIME, MySQL's TIMESTAMP.
     Timestamp,
+    /// PostgreSQL's timestamptz, which streams as a binary instant.
+    TimestampTz,
     /// uuid.
     Uuid,
     /// json, jsonb, MySQL JSON (and MariaDB's json_valid-checked LONGTEXT).
@@ -82,7 +84,7 @@ impl Kind {
             Kind::Bytes => FieldType::Bytes,
             Kind::Date => FieldType::Date,
             Kind::Time => FieldType::Time,
-            Kind::Timestamp => FieldType::Timestamp,
+            Kind::Timestamp | Kind::TimestampTz => FieldType::Timestamp,
             Kind::Uuid => FieldType::Uuid,
             Kind::Json => FieldType::Json,
         }
@@ -109,11 +111,8 @@ impl Kind {
             "bytea" | "blob" | "tinyblob" | "mediumblob" | "longblob" | "binary" | "varbinary" => Kind::Bytes,
             "date" => Kind::Date,
             "time" | "time without time zone" => Kind::Time,
-            "timestamp"
-            | "timestamp without time zone"
-            | "timestamp with time zone"
-            | "timestamptz"
-            | "datetime" => Kind::Timestamp,
+            "timestamp" | "timestamp without time zone" | "datetime" => Kind::Timestamp,
+            "timestamp with time zone" | "timestamptz" => Kind::TimestampTz,
             "uuid" => Kind::Uuid,
             "json" | "jsonb" => Kind::Json,
             _ => return None,
@@ -244,6 +243,8 @@ pub enum Wire {
     Uuid,
     /// PostgreSQL binary `bytea`: the bytes themselves.
     Bytea,
+    /// PostgreSQL binary `timestamptz`.
+    TimestampTz,
 }
 
 /// A row of a streamed statement: its cells in the engine's wire form, NULL as `None`.
@@ -372,6 +373,7 @@ fn key_value(bytes: &[u8], kind: Kind, ty: KeyType, wire: Wire) -> Result<Value,
         Wire::Bytea => Value::Text(binary::hex_lower(bytes)),
         Wire::Numeric => Value::Text(binary::numeric(bytes)?),
         Wire::Uuid => Value::Text(binary::uuid(bytes)?),
+        Wire::TimestampTz => Value::Text(binary::timestamptz(bytes)?),
         Wire::Hex if kind == Kind::Bytes && ty == KeyType::Text => Value::Text(utf8(unhex(bytes)?)?),
         _ => Value::Text(utf8(bytes.to_vec())?),
     })
@@ -390,6 +392,7 @@ fn wire_value(bytes: &[u8], kind: Kind, wire: Wire) -> Result<Value, String> {
         Wire::Bool => Value::Bool(binary::boolean(bytes)?),
         Wire::Numeric => Value::Decimal(binary::numeric(bytes)?),
         Wire::Uuid => Value::Text(binary::uuid(bytes)?),
+        Wire::TimestampTz => Value::Text(binary::timestamptz(bytes)?),
         Wire::Bytea => Value::Bytes(bytes.to_vec()),
     })
 }
@@ -1219,7 +1222,7 @@ mod tests {
             ("character", "", Some(Kind::Text)),
             ("USER-DEFINED", "", Some(Kind::Text)),
             ("bytea", "", Some(Kind::Bytes)),
-            ("timestamp with time zone", "", Some(Kind::Timestamp)),
+            ("timestamp with time zone", "", Some(Kind::TimestampTz)),
             ("datetime", "datetime(6)", Some(Kind::Timestamp)),
             ("uuid", "", Some(Kind::Uuid)),
             ("jsonb", "", Some(Kind::Json)),
