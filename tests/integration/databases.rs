@@ -606,3 +606,52 @@ fn job_sql_runs_as_one_select_and_may_end_in_a_comment() {
     assert_consistent(&w, &out);
     assert_eq!(w.summary("db")["owner_rows"], json!(2));
 }
+
+/// PostgreSQL reads inconsistent keys again as one JSON array parameter: text keys with
+/// quotes, commas, backslashes and non-ASCII characters, and more keys than one
+/// statement takes, must all be found again, or real drift would pass as converged.
+#[test]
+fn postgres_recheck_finds_text_keys_of_any_form_in_large_batches() {
+    let Some(pg_url) = server_url("RECON_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let owner = PgSchema::new(&pg_url, "rchk_o");
+    let replica = PgSchema::new(&pg_url, "rchk_r");
+    let odd = ["a\"b", "c,d", "e\\f", "g'h", "ünï", "[1]", "{\"k\": 1}", " sp "];
+    let create = "CREATE TABLE t (code text PRIMARY KEY, v text)";
+    let fill = "INSERT INTO t SELECT 'k' || n, 'v' FROM generate_series(1, 4500) AS n";
+    let odd_rows: Vec<String> = odd
+        .iter()
+        .map(|k| format!("INSERT INTO t VALUES ('{}', 'v')", k.replace('\'', "''")))
+        .collect();
+    let mut statements: Vec<&str> = vec![create, fill];
+    statements.extend(odd_rows.iter().map(String::as_str));
+    owner.exec(&statements);
+    replica.exec(&statements);
+    // Every odd key and 2,500 plain ones differ: more than one recheck statement's worth.
+    replica.exec(&[
+        "UPDATE t SET v = 'drift' WHERE CASE WHEN code LIKE 'k%' THEN substr(code, 2)::int <= 2500 ELSE true END",
+    ]);
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &owner.source("t", "[\"code\"]"),
+            &replica.source("t", "[\"code\"]"),
+            "",
+        ),
+    );
+    let out = w.run(&["run", "job.toml", "--out", "out"]);
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let summary = w.summary("db");
+    assert_eq!(summary["mismatched_rows"], json!(2500 + odd.len()), "{summary}");
+    assert_eq!(summary["resolved_in_flight"], json!(0), "{summary}");
+    let found = w.findings("db");
+    for key in odd {
+        assert!(
+            found.contains(&finding("mismatch", json!({"code": key}), Some("v"))),
+            "{key:?} missing from {} findings",
+            found.len()
+        );
+    }
+}

@@ -94,6 +94,13 @@ pub trait Dialect {
         ""
     }
 
+    /// The condition that `expr`, a single-column key, is one of `parts`, each bound
+    /// through `bind`: `expr IN (?, ?, ...)`.
+    fn one_of(&self, expr: &str, parts: &[&KeyPart], bind: &mut dyn FnMut(Param) -> String) -> String {
+        let list: Vec<String> = parts.iter().map(|part| bind((*part).into())).collect();
+        format!("{expr} IN ({})", list.join(", "))
+    }
+
     /// The right-hand side of `(k1, k2) IN <rows>` for composite keys, given each row's
     /// parenthesized placeholders. SQLite and PostgreSQL accept `VALUES (?, ?), ...`;
     /// MySQL wants `VALUES ROW(?, ?), ...` or a plain list.
@@ -236,12 +243,9 @@ impl<D: Dialect> KeysetQuery<D> {
     pub fn any_of(&self, keys: &[Key]) -> Statement {
         let mut b = self.builder();
         let cond = if self.key_exprs.len() == 1 {
-            let list = keys
-                .iter()
-                .map(|k| b.bind((&k.0[0]).into()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("{} IN ({list})", self.key_exprs[0])
+            let parts: Vec<&KeyPart> = keys.iter().map(|k| &k.0[0]).collect();
+            self.dialect
+                .one_of(&self.key_exprs[0], &parts, &mut |param| b.bind(param))
         } else {
             let rows: Vec<String> = keys.iter().map(|k| format!("({})", b.bind_all(k))).collect();
             format!(

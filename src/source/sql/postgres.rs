@@ -34,7 +34,7 @@ use super::server::{
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
-use crate::source::{Key, KeyType, Row, SourceError};
+use crate::source::{Key, KeyPart, KeyType, Row, SourceError};
 use tokio::sync::mpsc;
 
 const DEFAULT_PORT: u16 = 5432;
@@ -204,6 +204,26 @@ impl Dialect for PgDialect {
             "{expr} AS {}",
             super::quote_name(&format!("{OUTPUT_PREFIX}{name}"))
         )
+    }
+
+    fn one_of(&self, expr: &str, parts: &[&KeyPart], bind: &mut dyn FnMut(Param) -> String) -> String {
+        // One JSON array parameter instead of a list of placeholders: PostgreSQL plans a
+        // list of 2,000 values several times slower than it reads their rows.
+        let values: Vec<serde_json::Value> = parts
+            .iter()
+            .map(|part| match part {
+                KeyPart::Int(i) => serde_json::Value::from(*i),
+                KeyPart::Text(s) => serde_json::Value::from(s.as_str()),
+            })
+            .collect();
+        let placeholder = bind(Param::Text(serde_json::Value::Array(values).to_string()));
+        let element = format!("jsonb_array_elements_text(CAST({placeholder} AS jsonb))");
+        let element = if parts.iter().all(|part| matches!(part, KeyPart::Int(_))) {
+            format!("CAST({element} AS bigint)")
+        } else {
+            element
+        };
+        format!("{expr} = ANY(ARRAY(SELECT {element}))")
     }
 
     fn order_suffix(&self) -> &'static str {
