@@ -32,14 +32,7 @@ impl Value {
 
     /// The value as an operator would read it in a CSV cell; `None` for NULL.
     pub fn to_plain_text(&self) -> Option<String> {
-        match self {
-            Value::Null => None,
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
-            Value::Decimal(s) | Value::Text(s) | Value::Json(s) => Some(s.clone()),
-            Value::Bytes(b) => Some(hex_bytes(b)),
-        }
+        self.cell().to_plain_text()
     }
 }
 
@@ -71,7 +64,7 @@ impl Cell<'_> {
         matches!(self, Cell::Null)
     }
 
-    /// As [`Value::to_plain_text`].
+    /// The value as an operator would read it in a CSV cell; `None` for NULL.
     pub fn to_plain_text(&self) -> Option<String> {
         match self {
             Cell::Null => None,
