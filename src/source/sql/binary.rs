@@ -121,12 +121,16 @@ pub fn timestamptz(bytes: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
-/// Pushes the `width` lowest decimal digits of `value` (non-negative), zero-padded.
-fn push_digits(out: &mut String, value: i64, width: u32) {
-    for place in (0..width).rev() {
-        let digit = value / 10i64.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
+/// Pushes the `width` (at most 18) lowest decimal digits of `value` (non-negative),
+/// zero-padded.
+fn push_digits(out: &mut String, mut value: i64, width: u32) {
+    let mut digits = [b'0'; 18];
+    let digits = &mut digits[..width as usize];
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
+    out.extend(digits.iter().map(|d| char::from(*d)));
 }
 
 /// The proleptic Gregorian date of a day counted from 1970-01-01 (year 0 is 1 BC).
