@@ -726,11 +726,18 @@ fn resolve(
             problems.push((Side::Owner, message));
             continue;
         }
-        // Equal values are equal fields when every value of the type normalizes (text),
-        // or when both columns are of the type and their sources enforce it.
+        // Identical values are equal fields when every value of the type normalizes
+        // (text), or when both columns are of a type whose every stored value parses and
+        // their sources enforce it. Not dates, times or timestamps (PostgreSQL's year
+        // 10000), booleans (MySQL's tinyint(1) holds 2) or JSON (PostgreSQL's lone
+        // surrogates): there an unparsable value must still be reported.
+        let always_parses = matches!(
+            ty,
+            FieldType::Integer | FieldType::Decimal | FieldType::Float | FieldType::Uuid | FieldType::Bytes
+        );
         let typed = |col: &Column, enforced: bool| enforced && col.declared == Some(ty);
-        let same_value_is_equal =
-            ty == FieldType::Text || (typed(&owner_col, enforced[0]) && typed(&replica_col, enforced[1]));
+        let same_value_is_equal = ty == FieldType::Text
+            || (always_parses && typed(&owner_col, enforced[0]) && typed(&replica_col, enforced[1]));
         fields.push(CompareField {
             same_value_is_equal,
             name: def.owner.clone(),

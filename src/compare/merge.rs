@@ -305,6 +305,20 @@ mod tests {
         assert!(compare(true, "10.50").is_empty());
     }
 
+    #[test]
+    fn negative_zero_is_not_identical_to_zero_in_a_text_field() {
+        // `-0` and `0` are equal floats but different text: the shortcut must not hide it.
+        let float_row = |f: f64| Row {
+            key: key(1),
+            values: vec![Value::Float(f)],
+        };
+        let mut comparer = comparer(Relation::Mirror);
+        let outcome = comparer.compare_group(&key(1), &[float_row(-0.0)], &[float_row(0.0)]);
+        assert_eq!(outcome.mismatched_rows, 1);
+        let outcome = comparer.compare_group(&key(1), &[float_row(f64::NAN)], &[float_row(f64::NAN)]);
+        assert_eq!(outcome.mismatched_rows, 0);
+    }
+
     #[tokio::test]
     async fn reference_rows_check_against_their_owner_row() {
         let mut o = cursor(Side::Owner, vec![vec![row(1, "a"), row(2, "b")]]);

@@ -193,7 +193,7 @@ impl Comparer {
             }
             let (owner_value, replica_value) =
                 (&owner.values[field.owner_col], &replica.values[field.replica_col]);
-            if field.same_value_is_equal && owner_value == replica_value {
+            if field.same_value_is_equal && owner_value.is_identical(replica_value) {
                 continue;
             }
             let o = normalize(owner_value, &field.rule, &mut self.scratch_owner);

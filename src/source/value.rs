@@ -34,6 +34,15 @@ impl Value {
     pub fn to_plain_text(&self) -> Option<String> {
         self.cell().to_plain_text()
     }
+
+    /// True when both are the same variant holding the same bits: unlike `==`, `-0.0`
+    /// is not identical to `0.0` (their text differs) and a NaN is identical to itself.
+    pub fn is_identical(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            _ => self == other,
+        }
+    }
 }
 
 /// A value borrowed for normalization: a [`Value`]'s contents, or a file's text field

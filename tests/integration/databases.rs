@@ -655,3 +655,42 @@ fn postgres_recheck_finds_text_keys_of_any_form_in_large_batches() {
         );
     }
 }
+
+/// A typed column whose value recon cannot parse (PostgreSQL's year 10000) is a mismatch
+/// with a reason even when both sides hold it: identical values skip normalizing only
+/// for types whose every stored value parses.
+#[test]
+fn unparsable_typed_values_are_reported_even_when_identical() {
+    let Some(pg_url) = server_url("RECON_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let owner = PgSchema::new(&pg_url, "unp_o");
+    let replica = PgSchema::new(&pg_url, "unp_r");
+    for side in [&owner, &replica] {
+        side.exec(&[
+            "CREATE TABLE t (id int PRIMARY KEY, ts timestamp, name text)",
+            "INSERT INTO t VALUES (1, '10000-01-01 00:00:00', 'a'), (2, '2024-01-01 00:00:00', 'b')",
+        ]);
+    }
+    let w = Workdir::new();
+    w.write(
+        "job.toml",
+        job(
+            &owner.source("t", "[\"id\"]"),
+            &replica.source("t", "[\"id\"]"),
+            "",
+        ),
+    );
+    let out = w.run(&["run", "job.toml", "--out", "out"]);
+    assert_exit(&out, EXIT_INCONSISTENT);
+    let records = w.jsonl("db");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["key"], json!({"id": 1}));
+    assert_eq!(records[0]["field"], json!("ts"));
+    assert!(
+        records[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not a timestamp")),
+        "{records:?}"
+    );
+}

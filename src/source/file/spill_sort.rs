@@ -198,11 +198,14 @@ impl SpillSorter {
     }
 
     /// Grows the arena and the index within the budget, or spills when they are full.
+    /// Growing a buffer holds its old and new allocations at once while it copies, so
+    /// both count against the budget.
     fn make_room(&mut self) -> Result<(), SourceError> {
         let reserve = (self.budget / 16).clamp(256, ROW_RESERVE);
         if self.index.len() == self.index.capacity() {
             let want = (self.index.capacity() * 2).max(1024);
-            if !self.index.is_empty() && self.arena.capacity() + want * ENTRY_SIZE > self.budget {
+            let growing = (self.index.capacity() + want) * ENTRY_SIZE;
+            if !self.index.is_empty() && self.arena.capacity() + growing > self.budget {
                 self.spill()?;
             }
             if self.index.len() == self.index.capacity() {
@@ -210,7 +213,9 @@ impl SpillSorter {
             }
         }
         if self.arena.capacity() - self.arena.len() < reserve {
-            let room = self.budget.saturating_sub(self.index.capacity() * ENTRY_SIZE);
+            let room = self
+                .budget
+                .saturating_sub(self.index.capacity() * ENTRY_SIZE + self.arena.capacity());
             let target = (self.arena.capacity() * 2)
                 .clamp(1 << 20, room.max(1 << 20))
                 .min(room);
