@@ -263,13 +263,13 @@ impl JobRun<'_> {
             description: describe_config(job, Side::Replica),
         };
         let (owner, replica) = tokio::join!(source::open(&job.owner), source::open(&job.replica));
-        let owner = owner.map_err(|e| owner_side.fail(job, e))?;
+        let mut owner = owner.map_err(|e| owner_side.fail(job, e))?;
         let owner_side = Described {
             side: Side::Owner,
             description: owner.describe(),
         };
         self.summary.owner = owner_side.description.clone();
-        let replica = replica.map_err(|e| replica_side.fail(job, e))?;
+        let mut replica = replica.map_err(|e| replica_side.fail(job, e))?;
         let replica_side = Described {
             side: Side::Replica,
             description: replica.describe(),
@@ -318,7 +318,6 @@ impl JobRun<'_> {
             MergeError::Sink(e) => fail_job(job, e),
         };
 
-        let (mut owner, mut replica) = (owner, replica);
         if let (Some(owner_file), Some(replica_file)) = (owner.as_indexed(), replica.as_indexed()) {
             // Two files: compare digests first, read again only the rows that differ.
             let mut sink = FindingSink {

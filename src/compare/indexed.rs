@@ -220,7 +220,11 @@ fn merge_indexes<S: GroupSink>(
             (Some(o), Some(r)) => o.cmp(r),
         };
         key_bytes.clear();
-        let smaller = if order.is_le() { owner.key() } else { replica.key() };
+        let (key_side, smaller) = if order.is_le() {
+            (owner.side, owner.key())
+        } else {
+            (replica.side, replica.key())
+        };
         key_bytes.extend_from_slice(smaller.unwrap_or_default());
         owner.take_group(&key_bytes)?;
         replica.take_group(&key_bytes)?;
@@ -229,7 +233,7 @@ fn merge_indexes<S: GroupSink>(
         {
             continue;
         }
-        let key = decode_key(&key_bytes).map_err(|e| MergeError::Source(owner.side, e))?;
+        let key = decode_key(&key_bytes).map_err(|e| MergeError::Source(key_side, e))?;
         owner.read_rows(&key)?;
         replica.read_rows(&key)?;
         let outcome = comparer.compare_group(&key, &owner.rows, &replica.rows);
