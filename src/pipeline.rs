@@ -13,13 +13,15 @@ use tracing::{error, info, warn};
 
 use crate::compare::indexed::{IndexedSide, compare_indexed};
 use crate::compare::merge::{Cursor, GroupSink, MergeError, merge};
+use crate::compare::packed::{BatchCursor, merge_packed};
 use crate::compare::recheck::{Pending, Reread, recheck};
 use crate::compare::{CompareField, ComparePlan, Comparer, FieldRule, GroupOutcome, Tally};
 use crate::job::{FieldDef, Job, Side, Tolerance};
 use crate::report::record::{FieldCounts, REPORT_SCHEMA_VERSION};
 use crate::report::{Format, Record, ReportError, ReportHeader, Reports, Status, Summary};
+use crate::source::batch::RowBatch;
 use crate::source::file::blocking;
-use crate::source::{self, Column, FieldType, Key, KeyType, Row, ScanSpec, Source};
+use crate::source::{self, Column, FieldType, Key, KeyType, Row, ScanSpec, Source, SourceError};
 
 /// How this run behaves (from flags, never from job files).
 #[derive(Clone)]
@@ -357,15 +359,6 @@ impl JobRun<'_> {
             return Ok(());
         }
 
-        let (owner_task, mut owner_cursor) =
-            spawn_reader(owner, plan.owner_scan.clone(), Side::Owner, job, self.options);
-        let (replica_task, mut replica_cursor) = spawn_reader(
-            replica,
-            plan.replica_scan.clone(),
-            Side::Replica,
-            job,
-            self.options,
-        );
         let mut sink = FindingSink {
             reports,
             header: &plan.header,
@@ -375,11 +368,37 @@ impl JobRun<'_> {
             keep_owner_rows: !recheck_owner,
             keep_replica_rows: !recheck_replica,
         };
-        let merged = merge(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
+        let read = |source, side| {
+            let spec = if side == Side::Owner {
+                &plan.owner_scan
+            } else {
+                &plan.replica_scan
+            };
+            (source, spec.clone(), side, job, self.options)
+        };
+        let (merged, owner_task, replica_task, owner_rows, replica_rows) = if owner.packs_rows()
+            && replica.packs_rows()
+        {
+            // Two database scans: their rows are compared as packed bytes first.
+            let (owner_task, owner_pages) = spawn_reader(read(owner, Side::Owner), next_batch);
+            let (replica_task, replica_pages) = spawn_reader(read(replica, Side::Replica), next_batch);
+            let mut owner_cursor = BatchCursor::new(Side::Owner, owner_pages);
+            let mut replica_cursor = BatchCursor::new(Side::Replica, replica_pages);
+            let merged = merge_packed(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
+            let counts = (owner_cursor.rows_read(), replica_cursor.rows_read());
+            (merged, owner_task, replica_task, counts.0, counts.1)
+        } else {
+            let (owner_task, owner_pages) = spawn_reader(read(owner, Side::Owner), next_page);
+            let (replica_task, replica_pages) = spawn_reader(read(replica, Side::Replica), next_page);
+            let mut owner_cursor = Cursor::new(Side::Owner, owner_pages);
+            let mut replica_cursor = Cursor::new(Side::Replica, replica_pages);
+            let merged = merge(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
+            let counts = (owner_cursor.rows_read(), replica_cursor.rows_read());
+            (merged, owner_task, replica_task, counts.0, counts.1)
+        };
         let pending = std::mem::take(&mut sink.pending);
-        self.tally.owner_rows = owner_cursor.rows_read();
-        self.tally.replica_rows = replica_cursor.rows_read();
-        drop((owner_cursor, replica_cursor));
+        self.tally.owner_rows = owner_rows;
+        self.tally.replica_rows = replica_rows;
         let owner = owner_task.await;
         let replica = replica_task.await;
         self.copy_counts(&plan.header);
@@ -525,13 +544,49 @@ fn emit(
     Ok(())
 }
 
-fn spawn_reader(
-    mut source: Box<dyn Source>,
-    spec: ScanSpec,
-    side: Side,
-    job: &Job,
-    options: &RunOptions,
-) -> (JoinHandle<Box<dyn Source>>, Cursor) {
+/// A page of rows as a reader task pulls it from its source.
+trait Page: Send + 'static {
+    /// Rows in the page.
+    fn rows(&self) -> usize;
+}
+
+impl Page for Vec<Row> {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Page for RowBatch {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+/// How a reader task pulls its pages: [`Source::next_page`] or [`Source::next_batch`].
+type NextPage<P> = for<'a> fn(&'a mut dyn Source) -> BoxFuture<'a, Result<Option<P>, SourceError>>;
+
+/// A reader task: its pages as they come, and the source it hands back when done.
+type Reader<P> = (
+    JoinHandle<Box<dyn Source>>,
+    mpsc::Receiver<Result<P, SourceError>>,
+);
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn next_page(source: &mut dyn Source) -> BoxFuture<'_, Result<Option<Vec<Row>>, SourceError>> {
+    source.next_page()
+}
+
+fn next_batch(source: &mut dyn Source) -> BoxFuture<'_, Result<Option<RowBatch>, SourceError>> {
+    source.next_batch()
+}
+
+/// Starts a task that scans the source and sends its pages, two ahead at most; it
+/// hands the source back when done, for the recheck.
+fn spawn_reader<P: Page>(
+    (mut source, spec, side, job, options): (Box<dyn Source>, ScanSpec, Side, &Job, &RunOptions),
+    next: NextPage<P>,
+) -> Reader<P> {
     let (tx, rx) = mpsc::channel(2);
     let observer = options.observer.clone();
     let job_name = job.name.clone();
@@ -542,9 +597,9 @@ fn spawn_reader(
         }
         let mut rows = 0u64;
         loop {
-            match source.next_page().await {
+            match next(source.as_mut()).await {
                 Ok(Some(page)) => {
-                    rows += page.len() as u64;
+                    rows += page.rows() as u64;
                     if let Some(observer) = &observer {
                         observer.rows_read(&job_name, side, rows);
                     }
@@ -561,7 +616,7 @@ fn spawn_reader(
         }
         source
     });
-    (task, Cursor::new(side, rx))
+    (task, rx)
 }
 
 /// What a job compares, resolved against the columns both sources offer.

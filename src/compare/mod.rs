@@ -7,15 +7,18 @@ pub mod inconsistency;
 pub mod indexed;
 pub mod merge;
 pub mod normalize;
+pub mod packed;
 pub mod recheck;
 
 pub use inconsistency::{GroupOutcome, Inconsistency, Kind, Tally};
 pub use normalize::FieldRule;
 
 use crate::job::{Relation, Side};
+use crate::source::batch::RowCodec;
 use crate::source::value::Cell;
 use crate::source::{Key, Row, Value};
 use normalize::{Normalized, instant_of, instant_of_cell, normalize, within_tolerance};
+use packed::PackedGroup;
 
 /// One compared field, resolved against both sources.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +37,17 @@ pub struct CompareField {
     /// row compare may skip normalizing them: always for text, and for typed columns of
     /// sources that enforce their types (a PostgreSQL `uuid` read twice).
     pub same_value_is_equal: bool,
+}
+
+/// Whether a field's packed cells can be judged equal by their bytes alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bytewise {
+    /// No: the two columns encode values differently.
+    No,
+    /// Yes: identical cells always hold equal values.
+    Yes,
+    /// Identical cells hold equal values when the codec vouches for the cell.
+    AsCodecSays,
 }
 
 /// Everything the per-key comparison needs, resolved once per job.
@@ -83,6 +97,81 @@ impl Comparer {
             return None;
         }
         digest::values_digest(values, &self.plan.fields, side, &mut self.digest_input)
+    }
+
+    /// For each compared field, whether its cells can be judged by their bytes: both
+    /// columns must be encoded alike.
+    pub fn bytewise_fields(&self, owner: &dyn RowCodec, replica: &dyn RowCodec) -> Vec<Bytewise> {
+        self.plan
+            .fields
+            .iter()
+            .map(|f| {
+                if owner.encoding(f.owner_col) != replica.encoding(f.replica_col) {
+                    Bytewise::No
+                } else if f.same_value_is_equal {
+                    Bytewise::Yes
+                } else {
+                    Bytewise::AsCodecSays
+                }
+            })
+            .collect()
+    }
+
+    /// True when a key's packed rows are consistent as they stand, judged by their bytes
+    /// without decoding them: one owner row; one replica row for a mirror, any number
+    /// for a reference; none changed within the staleness window; and every compared
+    /// field, `bytewise` by [`Comparer::bytewise_fields`], holding the same bytes on both
+    /// sides. False means only that the rows must be decoded and compared.
+    pub fn packed_consistent(
+        &self,
+        bytewise: &[Bytewise],
+        owner: &PackedGroup<'_>,
+        replica: Option<&PackedGroup<'_>>,
+    ) -> bool {
+        let (owner_batch, owner_rows) = owner;
+        if owner_rows.len() != 1 {
+            return false;
+        }
+        let o = owner_rows.start;
+        let Some((replica_batch, replica_rows)) = replica else {
+            return self.plan.relation == Relation::Reference;
+        };
+        if self.plan.relation == Relation::Mirror && replica_rows.len() != 1 {
+            return false;
+        }
+        if self.packed_may_be_recent(Side::Owner, owner_batch, o) {
+            return false;
+        }
+        replica_rows.clone().all(|r| {
+            !self.packed_may_be_recent(Side::Replica, replica_batch, r)
+                && self.plan.fields.iter().zip(bytewise).all(|(f, bytewise)| {
+                    let cell = owner_batch.cell(o, f.owner_col);
+                    cell == replica_batch.cell(r, f.replica_col)
+                        && match bytewise {
+                            Bytewise::Yes => true,
+                            Bytewise::No => false,
+                            Bytewise::AsCodecSays => cell.is_none_or(|cell| {
+                                owner_batch
+                                    .codec()
+                                    .identical_cells_equal(f.owner_col, cell, f.rule.ty)
+                            }),
+                        }
+                })
+        })
+    }
+
+    /// Whether a packed row changed within the staleness window, or its change time
+    /// cannot be read without decoding the row.
+    fn packed_may_be_recent(&self, side: Side, batch: &crate::source::batch::RowBatch, row: usize) -> bool {
+        let mut unreadable = false;
+        let recent = self.recent_at(side, |col| match batch.value(row, col) {
+            Ok(value) => instant_of(&value),
+            Err(_) => {
+                unreadable = true;
+                None
+            }
+        });
+        recent || unreadable
     }
 
     /// The plan this comparer follows.

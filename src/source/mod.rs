@@ -2,7 +2,9 @@
 //! MySQL; later HTTP) must do, the shared row types, and `open`, the one way to build a source
 //! from a job. Backends live in their own files; normalization does not live here.
 
+pub mod batch;
 pub mod file;
+pub mod key_bytes;
 pub mod sql;
 pub mod value;
 
@@ -111,6 +113,18 @@ pub trait Source: Send {
 
     /// The next page of rows in key order, or `None` at the end.
     async fn next_page(&mut self) -> Result<Option<Vec<Row>>, SourceError>;
+
+    /// The next page packed (see [`batch::RowBatch`]): the rows [`Source::next_page`]
+    /// would yield, not yet decoded. Only for sources that [`Source::packs_rows`].
+    async fn next_batch(&mut self) -> Result<Option<batch::RowBatch>, SourceError> {
+        Err(SourceError::Unsupported("reading packed pages"))
+    }
+
+    /// True when [`Source::next_batch`] is implemented: the source reads rows in a wire
+    /// form that is cheaper to compare than to decode (a database server).
+    fn packs_rows(&self) -> bool {
+        false
+    }
 
     /// Reads the rows with the given keys again (recheck, repair verification), in key
     /// order. Optional: backends that cannot read by key keep this default.

@@ -11,7 +11,7 @@ use std::collections::binary_heap::PeekMut;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 
-use crate::source::{Key, KeyPart, Row, SourceError, Value};
+use crate::source::{Key, KeyPart, Row, SourceError, Value, key_bytes};
 
 /// How many runs one merge reads at once: bounds open files and read buffers.
 const FAN_IN: usize = 32;
@@ -116,31 +116,17 @@ impl SpillSorter {
 
     /// Adds an integer key part to the row being built.
     pub fn key_int(&mut self, i: i64) {
-        self.arena.push(PART_INT);
-        self.arena
-            .extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
+        key_bytes::push_int(&mut self.arena, i);
     }
 
     /// Adds a text key part to the row being built.
     pub fn key_text(&mut self, s: &str) {
-        self.arena.push(PART_TEXT);
-        // NUL is escaped as 00 FF and the part ends with 00 00, so that the bytes order
-        // like the text and no part is a prefix of a longer one.
-        for chunk in s.as_bytes().split_inclusive(|b| *b == 0) {
-            self.arena.extend_from_slice(chunk);
-            if chunk.last() == Some(&0) {
-                self.arena.push(0xff);
-            }
-        }
-        self.arena.extend_from_slice(&[0, 0]);
+        key_bytes::push_text(&mut self.arena, s);
     }
 
     /// Adds a key part to the row being built.
     pub fn key_part(&mut self, part: &KeyPart) {
-        match part {
-            KeyPart::Int(i) => self.key_int(*i),
-            KeyPart::Text(s) => self.key_text(s),
-        }
+        key_bytes::push_part(&mut self.arena, part);
     }
 
     fn end_key(&mut self) {
@@ -585,8 +571,6 @@ impl Merger {
 // lengths, zigzag varint integers, f64 as its 8 little-endian bits, strings and bytes
 // length-prefixed.
 
-const PART_INT: u8 = 1;
-const PART_TEXT: u8 = 2;
 const VALUE_NULL: u8 = 0;
 const VALUE_FALSE: u8 = 1;
 const VALUE_TRUE: u8 = 2;
@@ -646,13 +630,7 @@ fn decode_row(bytes: &[u8], key_len: usize) -> Result<Row, SourceError> {
 
 /// Reads a key back from its order-preserving bytes.
 pub fn decode_key(bytes: &[u8]) -> Result<Key, SourceError> {
-    let fail = |e: io::Error| SourceError::Read(format!("cannot decode a sorted key: {e}"));
-    let mut input = Slice(bytes);
-    let mut parts = Vec::with_capacity(1);
-    while !input.0.is_empty() {
-        parts.push(decode_part(&mut input).map_err(fail)?);
-    }
-    Ok(Key(parts))
+    key_bytes::decode(bytes).map_err(|e| SourceError::Read(format!("cannot decode a sorted key: {e}")))
 }
 
 /// A byte slice read from the front.
@@ -695,34 +673,6 @@ impl<'a> Slice<'a> {
 
 fn text(bytes: Vec<u8>) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|_| corrupt("text is not UTF-8"))
-}
-
-fn decode_part(input: &mut Slice<'_>) -> io::Result<KeyPart> {
-    match input.u8()? {
-        PART_INT => {
-            let mut bits = [0; 8];
-            bits.copy_from_slice(input.take(8)?);
-            Ok(KeyPart::Int((u64::from_be_bytes(bits) ^ (1 << 63)) as i64))
-        }
-        PART_TEXT => {
-            let mut out = Vec::new();
-            loop {
-                let end = input
-                    .0
-                    .iter()
-                    .position(|b| *b == 0)
-                    .ok_or_else(|| corrupt("unended text"))?;
-                out.extend_from_slice(input.take(end)?);
-                input.u8()?;
-                match input.u8()? {
-                    0 => return Ok(KeyPart::Text(text(out)?)),
-                    0xff => out.push(0),
-                    _ => return Err(corrupt("bad text escape")),
-                }
-            }
-        }
-        tag => Err(corrupt_tag(tag)),
-    }
 }
 
 fn decode_value(input: &mut Slice<'_>) -> io::Result<Value> {

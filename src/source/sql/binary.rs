@@ -121,6 +121,21 @@ pub fn timestamptz(bytes: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
+/// Microseconds from 2000-01-01 to 0001-01-01 and to 10000-01-01 (UTC).
+const FIRST_AD_MICROS: i64 = -63_082_281_600_000_000;
+const YEAR_10000_MICROS: i64 = 252_455_616_000_000_000;
+
+/// Whether a binary `timestamptz` prints as text every instant parser reads: infinite,
+/// or within the years 1 to 9999 AD (PostgreSQL also stores years 10000 and later, and
+/// BC ones). Two identical such cells are then the same instant.
+pub fn timestamptz_is_plain(bytes: &[u8]) -> bool {
+    let Ok(b) = <[u8; 8]>::try_from(bytes) else {
+        return false;
+    };
+    let micros = i64::from_be_bytes(b);
+    micros == i64::MAX || micros == i64::MIN || (FIRST_AD_MICROS..YEAR_10000_MICROS).contains(&micros)
+}
+
 /// Pushes the `width` (at most 18) lowest decimal digits of `value` (non-negative),
 /// zero-padded.
 fn push_digits(out: &mut String, mut value: i64, width: u32) {
@@ -381,6 +396,31 @@ mod tests {
         let mut short = numeric_bytes(0, NUMERIC_POS, 0, &[1, 2]);
         short.pop();
         assert!(numeric(&short).is_err());
+    }
+
+    #[test]
+    fn plain_timestamptz_values_are_those_every_parser_reads() {
+        use crate::compare::normalize::parse_instant;
+        for micros in [
+            i64::MIN,
+            FIRST_AD_MICROS - 1,
+            FIRST_AD_MICROS,
+            0,
+            1_700_000_000_123_456,
+            YEAR_10000_MICROS - 1,
+            YEAR_10000_MICROS,
+            i64::MAX,
+        ] {
+            let bytes = micros.to_be_bytes();
+            let text = timestamptz(&bytes).unwrap();
+            let plain = timestamptz_is_plain(&bytes);
+            let expected = !matches!(micros, m if m == FIRST_AD_MICROS - 1 || m == YEAR_10000_MICROS);
+            assert_eq!(plain, expected, "{text}");
+            if plain {
+                assert!(parse_instant(&text).is_some(), "{text}");
+            }
+        }
+        assert!(!timestamptz_is_plain(&[0; 4]));
     }
 
     #[test]

@@ -28,13 +28,13 @@ use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo
 
 use super::binary::{CopyItem, copy_header, copy_tuple};
 use super::server::{
-    Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError, STATEMENT_TIMEOUT_SECS,
-    ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message, map_columns, on_server,
-    run_error,
+    BatchBuilder, Decoder, Engine, Kind, MAX_CONNECTIONS, OUTPUT_PREFIX, RawRow, RunError,
+    STATEMENT_TIMEOUT_SECS, ServerColumn, ServerSource, Streamed, Wire, connect_error, error_message,
+    map_columns, on_server, run_error,
 };
 use super::{Dialect, KeyColumn, Param, QUERY_ALIAS, Statement, trim_query};
 use crate::job::{SqlServerConfig, SqlTarget};
-use crate::source::{Key, KeyPart, KeyType, Row, SourceError};
+use crate::source::{Key, KeyPart, KeyType, SourceError};
 use tokio::sync::mpsc;
 
 const DEFAULT_PORT: u16 = 5432;
@@ -316,7 +316,7 @@ impl Engine for Postgres {
 async fn copy_rows(
     conn: &mut PgConnection,
     statement: &Statement,
-    decoder: &Decoder,
+    decoder: &Arc<Decoder>,
     batch: usize,
     after: Option<Key>,
     tx: &mpsc::Sender<Streamed>,
@@ -348,30 +348,24 @@ async fn copy_rows(
             return false;
         }
     };
-    let batch = batch.max(1);
-    let mut prev = after;
+    let mut out = BatchBuilder::new(decoder.clone(), batch, after);
     let mut reader = CopyReader::default();
-    let mut rows: Vec<Row> = Vec::with_capacity(batch);
     loop {
         let next = std::future::poll_fn(|cx| chunks.as_mut().poll_next(cx)).await;
         match next {
             Some(Ok(chunk)) => {
-                if let Err(e) = reader.feed(&chunk, decoder, prev.as_ref(), &mut rows) {
+                if let Err(e) = reader.feed(&chunk, &mut out) {
                     let _ = tx.send(Streamed::Bad(e)).await;
                     return false;
                 }
-                if rows.len() >= batch {
-                    prev = rows.last().map(|r| r.key.clone());
-                    let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
-                    if tx.send(Streamed::Rows(full)).await.is_err() {
-                        return false;
-                    }
+                if out.is_full() && tx.send(Streamed::Rows(out.take())).await.is_err() {
+                    return false;
                 }
             }
             Some(Err(e)) => {
                 // Rows read before the failure are good: the scan holds back what may
                 // be an incomplete run and resumes after them.
-                if !rows.is_empty() && tx.send(Streamed::Rows(rows)).await.is_err() {
+                if !out.is_empty() && tx.send(Streamed::Rows(out.take())).await.is_err() {
                     return false;
                 }
                 let _ = tx.send(Streamed::Failed(run_error(&e))).await;
@@ -383,7 +377,7 @@ async fn copy_rows(
                     let _ = tx.send(Streamed::Bad(SourceError::Read(message.into()))).await;
                     return false;
                 }
-                if !rows.is_empty() && tx.send(Streamed::Rows(rows)).await.is_err() {
+                if !out.is_empty() && tx.send(Streamed::Rows(out.take())).await.is_err() {
                     return false;
                 }
                 let _ = tx.send(Streamed::End).await;
@@ -426,35 +420,23 @@ impl RawRow for CopyRow<'_> {
 }
 
 impl CopyReader {
-    /// Decodes the tuples `chunk` completes into `rows`; `prev` is the key before them.
-    fn feed(
-        &mut self,
-        chunk: &[u8],
-        decoder: &Decoder,
-        prev: Option<&Key>,
-        rows: &mut Vec<Row>,
-    ) -> Result<(), SourceError> {
+    /// Packs the tuples `chunk` completes into `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut BatchBuilder) -> Result<(), SourceError> {
         if self.partial.is_empty() {
-            let used = self.decode(chunk, decoder, prev, rows)?;
+            let used = self.decode(chunk, out)?;
             self.partial.extend_from_slice(&chunk[used..]);
         } else {
             let mut data = std::mem::take(&mut self.partial);
             data.extend_from_slice(chunk);
-            let used = self.decode(&data, decoder, prev, rows)?;
+            let used = self.decode(&data, out)?;
             data.drain(..used);
             self.partial = data;
         }
         Ok(())
     }
 
-    /// Decodes the complete items at the start of `data`; returns the bytes they took.
-    fn decode(
-        &mut self,
-        data: &[u8],
-        decoder: &Decoder,
-        prev: Option<&Key>,
-        rows: &mut Vec<Row>,
-    ) -> Result<usize, SourceError> {
+    /// Packs the complete items at the start of `data`; returns the bytes they took.
+    fn decode(&mut self, data: &[u8], out: &mut BatchBuilder) -> Result<usize, SourceError> {
         let malformed = |e: String| SourceError::Read(format!("malformed COPY data: {e}"));
         let mut at = 0;
         while at < data.len() {
@@ -482,8 +464,7 @@ impl CopyReader {
                         data: &data[at..at + n],
                         fields: &self.fields,
                     };
-                    let row = decoder.row(&raw, rows.last().map(|r| &r.key).or(prev))?;
-                    rows.push(row);
+                    out.push(&raw)?;
                     at += n;
                 }
             }
@@ -825,11 +806,18 @@ mod tests {
         b
     }
 
-    fn read_chunks(decoder: &Decoder, chunks: &[&[u8]]) -> Result<(Vec<Row>, bool), SourceError> {
+    fn read_chunks(
+        decoder: &Decoder,
+        chunks: &[&[u8]],
+    ) -> Result<(Vec<crate::source::Row>, bool), SourceError> {
         let mut reader = CopyReader::default();
+        // Batches of one row: every tuple is sent as soon as it is complete.
+        let mut out = BatchBuilder::new(Arc::new(decoder.clone()), 1, None);
         let mut rows = Vec::new();
         for chunk in chunks {
-            reader.feed(chunk, decoder, None, &mut rows)?;
+            reader.feed(chunk, &mut out)?;
+            let batch = out.take();
+            rows.extend(batch.rows(0..batch.len())?);
         }
         Ok((rows, reader.ended && reader.partial.is_empty()))
     }

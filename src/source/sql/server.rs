@@ -23,7 +23,10 @@ use tokio::sync::mpsc;
 
 use super::{Dialect, KeyColumn, KeysetQuery, Statement, binary};
 use crate::job::{RedactedUrl, SqlServerConfig, SqlTarget};
-use crate::source::{Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
+use crate::source::batch::{CellEncoding, RowBatch, RowCodec};
+use crate::source::{
+    Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value, key_bytes,
+};
 
 /// Keys read by one statement in [`Source::fetch`].
 const FETCH_BATCH: usize = 2000;
@@ -269,8 +272,8 @@ impl RawRow for Vec<Option<Vec<u8>>> {
 /// What a stream sends: rows, then its end or why it stopped.
 #[derive(Debug)]
 pub enum Streamed {
-    /// Decoded rows, in the order the server sent them.
-    Rows(Vec<Row>),
+    /// Packed rows, in the order the server sent them.
+    Rows(RowBatch),
     /// The statement delivered all its rows.
     End,
     /// The statement failed (transient when a fresh connection may succeed).
@@ -281,7 +284,7 @@ pub enum Streamed {
 
 /// Decodes the rows of one scan's statements: the key columns first, then the scan's
 /// columns, each cell by its wire form and kind.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Decoder {
     key: Vec<String>,
     key_types: Vec<KeyType>,
@@ -292,56 +295,141 @@ pub struct Decoder {
     wires: Vec<Wire>,
 }
 
+/// Why a key cell cannot be a key part.
+enum KeyFault {
+    /// NULL or empty.
+    Empty,
+    /// Anything else, said in the message.
+    Bad(String),
+}
+
 impl Decoder {
-    /// Decodes one row; `prev` is the key before it, to say where a bad row is.
-    pub fn row<R: RawRow + ?Sized>(&self, raw: &R, prev: Option<&Key>) -> Result<Row, SourceError> {
-        let place = || match prev {
-            Some(k) => format!("in row after key {k}"),
-            None => "in the first row".into(),
+    /// Cells in a row: the key columns, then the scan's columns.
+    pub fn width(&self) -> usize {
+        self.key.len() + self.columns.len()
+    }
+
+    /// Packs one row into `batch`: its key checked and encoded, the scan's cells copied
+    /// as they arrived (they are decoded only if the row is ever needed as a [`Row`]).
+    /// `after` is the key before the batch, to say where a bad row is; `key` is a
+    /// reused buffer.
+    pub fn pack<R: RawRow + ?Sized>(
+        &self,
+        raw: &R,
+        batch: &mut RowBatch,
+        after: Option<&Key>,
+        key: &mut Vec<u8>,
+    ) -> Result<(), SourceError> {
+        let place = |batch: &RowBatch| match batch.last_key().map(key_bytes::decode) {
+            Some(Ok(k)) => format!("in row after key {k}"),
+            _ => match after {
+                Some(k) => format!("in row after key {k}"),
+                None => "in the first row".into(),
+            },
         };
-        let width = self.key.len() + self.columns.len();
+        let width = self.width();
         if raw.width() != width {
             return Err(SourceError::Read(format!(
                 "{} columns returned {}, expected {width}",
                 raw.width(),
-                place(),
+                place(batch),
             )));
         }
-        let cell = |i: usize| {
-            raw.cell(i)
-                .map_err(|e| SourceError::Read(format!("column {i} {}: {e}", place())))
+        let cell_error = |i: usize, e: String, batch: &RowBatch| {
+            SourceError::Read(format!("column {i} {}: {e}", place(batch)))
         };
-        let mut parts = Vec::with_capacity(self.key.len());
+        key.clear();
         for (i, name) in self.key.iter().enumerate() {
-            let (ty, kind, wire) = (self.key_types[i], self.key_kinds[i], self.key_wires[i]);
-            let value = match cell(i)? {
-                None => Value::Null,
-                Some(bytes) => key_value(bytes, kind, ty, wire)
-                    .map_err(|e| SourceError::Read(format!("key column `{name}` {}: {e}", place())))?,
+            let cell = raw.cell(i).map_err(|e| cell_error(i, e, batch))?;
+            self.push_key_part(i, cell, key).map_err(|fault| {
+                SourceError::Read(match fault {
+                    KeyFault::Empty => format!("key column `{name}` is empty {}", place(batch)),
+                    KeyFault::Bad(e) => format!("key column `{name}` {}: {e}", place(batch)),
+                })
+            })?;
+        }
+        batch.begin_row(key).map_err(SourceError::Read)?;
+        for i in self.key.len()..width {
+            let pushed = match raw.cell(i) {
+                Ok(cell) => batch.push_cell(cell),
+                Err(e) => Err(e),
             };
-            let part = match KeyPart::from_value(&value, ty) {
-                Ok(part) => part,
-                Err(_) if value.is_null() || value == Value::Text(String::new()) => {
-                    return Err(SourceError::Read(format!(
-                        "key column `{name}` is empty {}",
-                        place()
-                    )));
+            if let Err(e) = pushed {
+                batch.abandon_row();
+                return Err(cell_error(i, e, batch));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends key column `i`'s part, read from its cell, to `out`.
+    fn push_key_part(&self, i: usize, cell: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), KeyFault> {
+        let (ty, kind, wire) = (self.key_types[i], self.key_kinds[i], self.key_wires[i]);
+        let Some(bytes) = cell else {
+            return Err(KeyFault::Empty);
+        };
+        match (wire, ty) {
+            (Wire::Int8, KeyType::Integer) => {
+                key_bytes::push_int(out, binary::int8(bytes).map_err(KeyFault::Bad)?);
+            }
+            (Wire::Text, KeyType::Text) => {
+                let text = std::str::from_utf8(bytes).map_err(|_| KeyFault::Bad("not UTF-8 text".into()))?;
+                if text.is_empty() {
+                    return Err(KeyFault::Empty);
                 }
-                Err(e) => return Err(SourceError::Read(format!("key column `{name}` {}: {e}", place()))),
-            };
-            parts.push(part);
+                key_bytes::push_text(out, text);
+            }
+            _ => {
+                let value = key_value(bytes, kind, ty, wire).map_err(KeyFault::Bad)?;
+                match KeyPart::from_value(&value, ty) {
+                    Ok(part) => key_bytes::push_part(out, &part),
+                    Err(_) if value == Value::Text(String::new()) => return Err(KeyFault::Empty),
+                    Err(e) => return Err(KeyFault::Bad(e)),
+                }
+            }
         }
-        let key = Key(parts);
-        let mut values = Vec::with_capacity(self.columns.len());
-        for (j, name) in self.columns.iter().enumerate() {
-            let value = match cell(self.key.len() + j)? {
-                None => Value::Null,
-                Some(bytes) => wire_value(bytes, self.kinds[j], self.wires[j])
-                    .map_err(|e| SourceError::Read(format!("column `{name}` in row with key {key}: {e}")))?,
-            };
-            values.push(value);
+        Ok(())
+    }
+
+    /// Decodes raw rows, as [`Engine::run`] returns them, into rows; `after` is the key
+    /// before the first, for messages.
+    fn rows(
+        self: &Arc<Self>,
+        raw: &[Vec<Option<Vec<u8>>>],
+        after: Option<&Key>,
+    ) -> Result<Vec<Row>, SourceError> {
+        let mut batch = RowBatch::new(self.clone(), self.columns.len());
+        let mut key = Vec::new();
+        for cells in raw {
+            self.pack(cells, &mut batch, after, &mut key)?;
         }
-        Ok(Row { key, values })
+        batch.rows(0..batch.len())
+    }
+}
+
+impl RowCodec for Decoder {
+    fn value(&self, cell: Option<&[u8]>, col: usize, key: &dyn Fn() -> String) -> Result<Value, SourceError> {
+        match cell {
+            None => Ok(Value::Null),
+            Some(bytes) => wire_value(bytes, self.kinds[col], self.wires[col]).map_err(|e| {
+                SourceError::Read(format!(
+                    "column `{}` in row with key {}: {e}",
+                    self.columns[col],
+                    key()
+                ))
+            }),
+        }
+    }
+
+    fn encoding(&self, col: usize) -> CellEncoding {
+        CellEncoding(((self.kinds[col] as u32) << 8) | self.wires[col] as u32)
+    }
+
+    fn identical_cells_equal(&self, col: usize, cell: &[u8], ty: FieldType) -> bool {
+        match (self.wires[col], ty) {
+            (Wire::TimestampTz, FieldType::Timestamp) => binary::timestamptz_is_plain(cell),
+            _ => false,
+        }
     }
 }
 
@@ -406,13 +494,24 @@ pub struct ServerSource<E: Engine> {
     server_columns: Vec<ServerColumn>,
     columns: Vec<Column>,
     scan: Option<Scan<E::Dialect>>,
+    /// [`MAX_STREAM_PAGES`], or fewer to test how statements follow one another.
+    max_stream_pages: usize,
 }
 
-/// Pages one streamed statement reads at most: a scan is a series of statements of
-/// `STREAM_PAGES × page_size` rows each, each streamed as it arrives, so that no
-/// statement runs into the statement timeout however large the table, while the server
-/// plans and starts an index scan only once per that many rows.
+/// Pages the first streamed statement of a scan reads at most. A scan is a series of
+/// statements, each streamed as it arrives, so that no statement runs into the
+/// statement timeout however large the table. Each statement that completes within
+/// [`GROW_WITHIN`] asks for twice as many rows as the one before, up to
+/// [`MAX_STREAM_PAGES`] pages: the server plans and starts an index scan once per
+/// statement, and the client waits a few round trips between two, which at 1M rows and
+/// 8 pages a statement was an eighth of the wall time.
 pub const STREAM_PAGES: usize = 8;
+
+/// The most pages one streamed statement reads.
+pub const MAX_STREAM_PAGES: usize = 1024;
+
+/// A statement that took longer than this is not followed by a longer one.
+const GROW_WITHIN: Duration = Duration::from_secs(30);
 
 /// Decoded batches a streamed statement may have ready ahead of the scan. Measured at
 /// 1M rows: 8 was faster run alone but not against the COPY floor in a full benchmark,
@@ -424,8 +523,9 @@ pub const STREAM_AHEAD: usize = 2;
 enum Next {
     /// Rows after the last key handed out, up to the chunk size.
     Page,
-    /// The whole run of rows sharing this key, which filled a statement by itself.
-    Equal(Key),
+    /// The whole run of rows sharing this key (and its bytes), which filled a statement
+    /// by itself.
+    Equal(Key, Vec<u8>),
 }
 
 /// A streamed scan in progress.
@@ -442,9 +542,14 @@ struct Scan<D> {
     query: KeysetQuery<D>,
     decoder: Arc<Decoder>,
     page_size: usize,
+    /// Rows the current statement asks for, and the most a statement may ask for.
     chunk: usize,
-    /// The last key handed out (in `ready` or in a page already yielded).
-    after: Option<Key>,
+    max_chunk: usize,
+    /// When the current statement started.
+    started: std::time::Instant,
+    batch: usize,
+    /// The bytes of the last key handed out (in `ready` or in a page already yielded).
+    after: Option<Vec<u8>>,
     next: Next,
     stream: Option<mpsc::Receiver<Streamed>>,
     /// Rows the current statement has delivered.
@@ -452,84 +557,153 @@ struct Scan<D> {
     /// Whether the current statement has completed a run of keys.
     advanced: bool,
     /// The rows of the last key seen, not yet known to be complete.
-    held: Vec<Row>,
-    /// Rows ready to be handed out, in key order.
-    ready: VecDeque<Row>,
+    held: RowBatch,
+    /// Pages ready to be handed out, in key order.
+    ready: VecDeque<RowBatch>,
     /// Failed attempts since the scan last made progress.
     failures: u32,
     jitter: Jitter,
     done: bool,
 }
 
+/// A key's bytes as a key, for messages.
+fn shown(bytes: &[u8]) -> String {
+    key_bytes::decode(bytes).map_or_else(|e| format!("(unreadable: {e})"), |k| k.to_string())
+}
+
 impl<D: Dialect> Scan<D> {
-    /// The key of the last row handed out or ready.
-    fn last_out(&self) -> Option<&Key> {
-        self.ready.back().map(|r| &r.key).or(self.after.as_ref())
+    /// The key bytes of the last row handed out or ready.
+    fn last_out(&self) -> Option<&[u8]> {
+        self.ready
+            .back()
+            .and_then(RowBatch::last_key)
+            .or(self.after.as_deref())
     }
 
-    /// Takes one streamed row: checks its order and holds it back until its run ends.
-    fn accept(&mut self, row: Row) -> Result<(), SourceError> {
-        if let Next::Equal(key) = &self.next {
-            if row.key != *key {
-                return Err(SourceError::Order(format!(
-                    "reading key {key} returned key {}",
-                    row.key
-                )));
-            }
-            self.held.push(row);
-            return Ok(());
-        }
-        match self.held.last() {
-            Some(last) if row.key == last.key => {}
-            Some(last) => {
-                if row.key < last.key {
+    /// [`Scan::last_out`] decoded, to resume from and for messages.
+    fn last_out_key(&self) -> Result<Option<Key>, SourceError> {
+        self.last_out()
+            .map(|k| {
+                key_bytes::decode(k).map_err(|e| SourceError::Read(format!("a packed key is corrupt: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Takes a streamed batch: checks its order, hands on the runs of keys it completes
+    /// and holds back the last run until it is known to be complete.
+    fn accept(&mut self, mut batch: RowBatch) -> Result<(), SourceError> {
+        let order = |later: &[u8], earlier: &[u8]| {
+            SourceError::Order(format!("key {} came after key {}", shown(later), shown(earlier)))
+        };
+        if let Next::Equal(key, bytes) = &self.next {
+            for row in 0..batch.len() {
+                if batch.key(row) != bytes.as_slice() {
+                    let found = shown(batch.key(row));
                     return Err(SourceError::Order(format!(
-                        "key {} came after key {}",
-                        row.key, last.key
+                        "reading key {key} returned key {found}"
                     )));
                 }
-                self.ready.extend(self.held.drain(..));
-                self.advanced = true;
+                self.held.push_from(&batch, row).map_err(SourceError::Read)?;
             }
+            return Ok(());
+        }
+        let Some(first) = (!batch.is_empty()).then(|| batch.key(0)) else {
+            return Ok(());
+        };
+        match self.held.last_key() {
+            Some(last) if first == last => {}
+            Some(last) if first < last => return Err(order(first, last)),
+            Some(_) => {}
             None => {
                 if let Some(p) = self.last_out()
-                    && row.key <= *p
+                    && first <= p
                 {
-                    return Err(SourceError::Order(format!("key {} came after key {p}", row.key)));
+                    return Err(order(first, p));
                 }
             }
         }
-        self.held.push(row);
+        for row in 1..batch.len() {
+            if batch.key(row) < batch.key(row - 1) {
+                return Err(order(batch.key(row), batch.key(row - 1)));
+            }
+        }
+        // Rows that continue the held run join it.
+        let mut start = 0;
+        while start < batch.len() && self.held.last_key() == Some(batch.key(start)) {
+            self.held.push_from(&batch, start).map_err(SourceError::Read)?;
+            start += 1;
+        }
+        if start == batch.len() {
+            return Ok(());
+        }
+        batch.skip_front(start);
+        if !self.held.is_empty() {
+            let complete = std::mem::replace(&mut self.held, batch.empty_like(0));
+            self.ready.push_back(complete);
+            self.advanced = true;
+        }
+        let len = batch.len();
+        let mut tail = len - 1;
+        while tail > 0 && batch.key(tail - 1) == batch.key(len - 1) {
+            tail -= 1;
+        }
+        self.held = batch.split_off(tail).map_err(SourceError::Read)?;
+        if !batch.is_empty() {
+            self.advanced = true;
+            self.ready.push_back(batch);
+        }
         Ok(())
     }
 
+    /// Hands on the held rows as complete.
+    fn release_held(&mut self) {
+        if !self.held.is_empty() {
+            let empty = self.held.empty_like(0);
+            self.ready.push_back(std::mem::replace(&mut self.held, empty));
+        }
+    }
+
     /// The current statement ended after delivering all its rows.
-    fn statement_done(&mut self) {
+    fn statement_done(&mut self) -> Result<(), SourceError> {
         self.stream = None;
+        let filled = matches!(self.next, Next::Page) && self.received >= self.chunk;
         match std::mem::replace(&mut self.next, Next::Page) {
-            Next::Equal(_) => self.ready.extend(self.held.drain(..)),
+            Next::Equal(..) => self.release_held(),
             Next::Page if self.received < self.chunk => {
-                self.ready.extend(self.held.drain(..));
+                self.release_held();
                 self.done = true;
             }
             Next::Page if self.advanced => self.held.clear(),
             Next::Page => {
-                if let Some(row) = self.held.first() {
-                    self.next = Next::Equal(row.key.clone());
+                if !self.held.is_empty() {
+                    let bytes = self.held.key(0).to_vec();
+                    self.next = Next::Equal(self.held.decoded_key(0)?, bytes);
                 }
                 self.held.clear();
             }
         }
+        if filled && self.started.elapsed() < GROW_WITHIN {
+            self.chunk = self.chunk.saturating_mul(2).min(self.max_chunk);
+        }
+        Ok(())
     }
 
-    /// The next page of at most `page_size` ready rows.
-    fn take_page(&mut self) -> Vec<Row> {
-        let n = self.page_size.min(self.ready.len());
-        let page: Vec<Row> = self.ready.drain(..n).collect();
-        if let Some(last) = page.last() {
-            self.after = Some(last.key.clone());
+    /// The next ready page, of at most `page_size` rows.
+    fn take_page(&mut self) -> Result<Option<RowBatch>, SourceError> {
+        let Some(mut page) = self.ready.pop_front() else {
+            return Ok(None);
+        };
+        if page.len() > self.page_size {
+            // A long run of one key, held back whole.
+            let rest = page.split_off(self.page_size).map_err(SourceError::Read)?;
+            self.ready.push_front(rest);
         }
-        page
+        if let Some(last) = page.last_key() {
+            let after = self.after.get_or_insert_with(Vec::new);
+            after.clear();
+            after.extend_from_slice(last);
+        }
+        Ok(Some(page))
     }
 }
 
@@ -548,6 +722,7 @@ impl<E: Engine> ServerSource<E> {
             server_columns,
             columns,
             scan: None,
+            max_stream_pages: MAX_STREAM_PAGES,
         }
     }
 
@@ -696,7 +871,7 @@ impl<E: Engine> ServerSource<E> {
     async fn run(
         &self,
         statement: &Statement,
-        decoder: &Decoder,
+        decoder: &Arc<Decoder>,
         after: Option<&Key>,
     ) -> Result<Vec<Row>, SourceError> {
         // Retrying the same statement resumes where the scan stood: a failed statement
@@ -708,31 +883,29 @@ impl<E: Engine> ServerSource<E> {
         )
         .await
         .map_err(|Exhausted { error, attempts }| self.exhausted(after, &error, attempts))?;
-        let mut rows: Vec<Row> = Vec::with_capacity(raw.len());
-        for cells in raw {
-            let prev = rows.last().map(|row| &row.key).or(after);
-            rows.push(decoder.row(&cells, prev)?);
-        }
-        Ok(rows)
+        decoder.rows(&raw, after)
     }
 
     /// Drives a streamed scan until a page is ready or the scan ends.
-    async fn stream_page(&self, scan: &mut Scan<E::Dialect>) -> Result<Option<Vec<Row>>, SourceError> {
+    async fn stream_page(&self, scan: &mut Scan<E::Dialect>) -> Result<Option<RowBatch>, SourceError> {
         loop {
-            if scan.ready.len() >= scan.page_size || (scan.done && !scan.ready.is_empty()) {
-                return Ok(Some(scan.take_page()));
+            if let Some(page) = scan.take_page()? {
+                return Ok(Some(page));
             }
             if scan.done {
                 return Ok(None);
             }
             if scan.stream.is_none() {
-                let after = scan.last_out().cloned();
+                let after = scan.last_out_key()?;
                 let statement = match &scan.next {
                     Next::Page => scan.query.page(after.as_ref(), scan.chunk),
-                    Next::Equal(key) => scan.query.equal(key),
+                    Next::Equal(key, _) => scan.query.equal(key),
                 };
-                let batch = scan.page_size.min(1024);
-                scan.stream = Some(self.engine.stream(statement, scan.decoder.clone(), batch, after));
+                scan.stream = Some(
+                    self.engine
+                        .stream(statement, scan.decoder.clone(), scan.batch, after),
+                );
+                scan.started = std::time::Instant::now();
                 scan.received = 0;
                 scan.advanced = false;
             }
@@ -743,16 +916,14 @@ impl<E: Engine> ServerSource<E> {
             match item {
                 Some(Streamed::Rows(rows)) => {
                     scan.received += rows.len();
-                    for row in rows {
-                        scan.accept(row)?;
-                    }
+                    scan.accept(rows)?;
                     if scan.advanced {
                         scan.failures = 0;
                     }
                 }
                 Some(Streamed::End) => {
                     scan.failures = 0;
-                    scan.statement_done();
+                    scan.statement_done()?;
                 }
                 Some(Streamed::Bad(e)) => return Err(e),
                 Some(Streamed::Failed(error)) => {
@@ -760,7 +931,7 @@ impl<E: Engine> ServerSource<E> {
                     // What this statement held back is read again by the next one.
                     scan.held.clear();
                     scan.failures += 1;
-                    let after = scan.last_out().cloned();
+                    let after = scan.last_out_key()?;
                     if !error.transient || scan.failures >= MAX_ATTEMPTS {
                         return Err(self.exhausted(after.as_ref(), &error, scan.failures));
                     }
@@ -771,7 +942,7 @@ impl<E: Engine> ServerSource<E> {
                 None => {
                     return Err(SourceError::Read(format!(
                         "reading {} failed: the reader stopped unexpectedly",
-                        Self::place(scan.last_out())
+                        Self::place(scan.last_out_key()?.as_ref())
                     )));
                 }
             }
@@ -803,18 +974,22 @@ impl<E: Engine> Source for ServerSource<E> {
     async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
         self.scan = None;
         let (query, decoder) = self.prepare(spec, true)?;
+        let decoder = Arc::new(decoder);
         let page_size = spec.page_size.max(1);
         self.scan = Some(Scan {
             query,
-            decoder: Arc::new(decoder),
+            held: RowBatch::new(decoder.clone(), decoder.columns.len()),
+            decoder,
             page_size,
             chunk: page_size.saturating_mul(STREAM_PAGES),
+            max_chunk: page_size.saturating_mul(self.max_stream_pages),
+            started: std::time::Instant::now(),
+            batch: page_size.min(1024),
             after: None,
             next: Next::Page,
             stream: None,
             received: 0,
             advanced: false,
-            held: Vec::new(),
             ready: VecDeque::new(),
             failures: 0,
             jitter: Jitter::seeded(),
@@ -824,6 +999,13 @@ impl<E: Engine> Source for ServerSource<E> {
     }
 
     async fn next_page(&mut self) -> Result<Option<Vec<Row>>, SourceError> {
+        match self.next_batch().await? {
+            Some(batch) => batch.rows(0..batch.len()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<RowBatch>, SourceError> {
         let Some(mut scan) = self.scan.take() else {
             return Err(SourceError::Read("no scan was started".into()));
         };
@@ -832,8 +1014,13 @@ impl<E: Engine> Source for ServerSource<E> {
         result
     }
 
+    fn packs_rows(&self) -> bool {
+        true
+    }
+
     async fn fetch(&mut self, spec: &ScanSpec, keys: &[Key]) -> Result<Vec<Row>, SourceError> {
         let (query, decoder) = self.prepare(spec, false)?;
+        let decoder = Arc::new(decoder);
         let mut keys: Vec<&Key> = keys.iter().collect();
         if let Some(k) = keys.iter().find(|k| k.0.len() != decoder.key.len()) {
             return Err(SourceError::Read(format!(
@@ -889,44 +1076,87 @@ pub async fn pump<R, E, S>(
     R: RawRow,
     S: futures_core::Stream<Item = Result<R, E>> + Unpin,
 {
-    let batch = batch.max(1);
-    let mut prev = after;
-    let mut rows_out: Vec<Row> = Vec::with_capacity(batch);
+    let mut out = BatchBuilder::new(decoder, batch, after);
     loop {
         let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut rows).poll_next(cx)).await;
         match next {
             Some(Ok(raw)) => {
-                let row = decoder.row(&raw, rows_out.last().map(|r| &r.key).or(prev.as_ref()));
-                match row {
-                    Ok(row) => rows_out.push(row),
-                    Err(e) => {
-                        let _ = tx.send(Streamed::Bad(e)).await;
-                        return;
-                    }
+                if let Err(e) = out.push(&raw) {
+                    let _ = tx.send(Streamed::Bad(e)).await;
+                    return;
                 }
-                if rows_out.len() >= batch {
-                    prev = rows_out.last().map(|r| r.key.clone());
-                    let full = std::mem::replace(&mut rows_out, Vec::with_capacity(batch));
-                    if tx.send(Streamed::Rows(full)).await.is_err() {
-                        return;
-                    }
+                if out.is_full() && tx.send(Streamed::Rows(out.take())).await.is_err() {
+                    return;
                 }
             }
             Some(Err(error)) => {
-                if !rows_out.is_empty() && tx.send(Streamed::Rows(rows_out)).await.is_err() {
+                if !out.is_empty() && tx.send(Streamed::Rows(out.take())).await.is_err() {
                     return;
                 }
                 let _ = tx.send(Streamed::Failed(classify(&error))).await;
                 return;
             }
             None => {
-                if !rows_out.is_empty() && tx.send(Streamed::Rows(rows_out)).await.is_err() {
+                if !out.is_empty() && tx.send(Streamed::Rows(out.take())).await.is_err() {
                     return;
                 }
                 let _ = tx.send(Streamed::End).await;
                 return;
             }
         }
+    }
+}
+
+/// Bytes of row data after which a streamed batch is sent, whatever its row count, so
+/// that wide rows keep batches (and memory) small.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Packs a streamed statement's rows into batches of about `rows` rows.
+pub struct BatchBuilder {
+    decoder: Arc<Decoder>,
+    rows: usize,
+    batch: RowBatch,
+    /// The last key of the batch sent before, for messages.
+    after: Option<Key>,
+    key: Vec<u8>,
+}
+
+impl BatchBuilder {
+    /// A builder for `decoder`'s rows, the first of them after `after`.
+    pub fn new(decoder: Arc<Decoder>, rows: usize, after: Option<Key>) -> BatchBuilder {
+        let rows = rows.max(1);
+        BatchBuilder {
+            batch: RowBatch::new(decoder.clone(), decoder.columns.len()),
+            decoder,
+            rows,
+            after,
+            key: Vec::new(),
+        }
+    }
+
+    /// Packs one row.
+    pub fn push<R: RawRow + ?Sized>(&mut self, raw: &R) -> Result<(), SourceError> {
+        self.decoder
+            .pack(raw, &mut self.batch, self.after.as_ref(), &mut self.key)
+    }
+
+    /// Whether the batch should be sent.
+    pub fn is_full(&self) -> bool {
+        self.batch.len() >= self.rows || self.batch.data_len() >= BATCH_BYTES
+    }
+
+    /// Whether no row waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The batch so far, leaving an empty one.
+    pub fn take(&mut self) -> RowBatch {
+        if let Some(Ok(last)) = self.batch.last_key().map(key_bytes::decode) {
+            self.after = Some(last);
+        }
+        let next = self.batch.empty_like(self.rows);
+        std::mem::replace(&mut self.batch, next)
     }
 }
 
@@ -1593,6 +1823,7 @@ mod retry_tests {
         flaky_stream(table, fail, vec![])
     }
 
+    /// A source whose statements all ask for [`STREAM_PAGES`] pages.
     fn flaky_stream(table: &[(i64, &str)], fail: Vec<usize>, break_at: Vec<i64>) -> ServerSource<Flaky> {
         let engine = Flaky {
             table: table.iter().map(|(id, tag)| (*id, (*tag).to_owned())).collect(),
@@ -1630,7 +1861,9 @@ mod retry_tests {
                 .collect(),
             supported: columns,
         };
-        ServerSource::new(engine, &config, columns)
+        let mut source = ServerSource::new(engine, &config, columns);
+        source.max_stream_pages = STREAM_PAGES;
+        source
     }
 
     fn spec(page_size: usize) -> ScanSpec {
@@ -1696,6 +1929,19 @@ mod retry_tests {
                 assert!(source.engine.break_at.lock().unwrap().is_empty());
             }
         }
+    }
+
+    #[tokio::test]
+    async fn statements_ask_for_more_rows_as_they_go_and_read_every_row() {
+        let table: Vec<(i64, String)> = (1..=200).map(|id| (id / 3, format!("t{id}"))).collect();
+        let table_ref: Vec<(i64, &str)> = table.iter().map(|(id, t)| (*id, t.as_str())).collect();
+        let mut source = flaky_stream(&table_ref, vec![], vec![13, 14, 60]);
+        source.max_stream_pages = MAX_STREAM_PAGES;
+        let rows = scan_all(&mut source, 2).await.unwrap();
+        assert_eq!(rows, table);
+        // 16 rows, then 32, 64, 128...: far fewer statements than 200 / 16, breaks and all.
+        let streams = source.engine.streams.lock().unwrap().len();
+        assert!(streams <= 8, "{streams} statements");
     }
 
     #[tokio::test]
