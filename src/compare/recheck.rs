@@ -30,8 +30,8 @@ pub struct Reread<'a> {
     pub spec: &'a ScanSpec,
 }
 
-/// Keys fetched per statement.
-const BATCH: usize = 2000;
+/// Keys read again at a time (a source may split them into several statements).
+const BATCH: usize = 8000;
 
 /// Reads the pending keys again from the given sides and compares them afresh, handing
 /// `each` the fresh outcome of every pending group in order (an outcome without findings

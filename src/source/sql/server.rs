@@ -1032,10 +1032,23 @@ impl<E: Engine> Source for ServerSource<E> {
         keys.sort();
         keys.dedup();
         let mut rows = Vec::new();
-        for batch in keys.chunks(FETCH_BATCH) {
-            let batch: Vec<Key> = batch.iter().map(|k| (*k).clone()).collect();
-            let statement = query.any_of(&batch);
-            rows.extend(self.run(&statement, &decoder, None).await?);
+        let statement = |keys: &[&Key]| {
+            let keys: Vec<Key> = keys.iter().map(|k| (*k).clone()).collect();
+            query.any_of(&keys)
+        };
+        // Two statements at a time, one per pooled connection: the server reads the next
+        // keys while the rows of the last arrive.
+        for pair in keys.chunks(2 * FETCH_BATCH) {
+            let (first, second) = pair.split_at(pair.len().min(FETCH_BATCH));
+            let (first, second) = (statement(first), (!second.is_empty()).then(|| statement(second)));
+            let (a, b) = tokio::join!(self.run(&first, &decoder, None), async {
+                match &second {
+                    Some(second) => self.run(second, &decoder, None).await,
+                    None => Ok(Vec::new()),
+                }
+            });
+            rows.extend(a?);
+            rows.extend(b?);
         }
         // Stable: rows sharing a key keep the database's (tiebreak) order.
         rows.sort_by(|a, b| a.key.cmp(&b.key));
