@@ -190,6 +190,17 @@ impl RowBatch {
         self.skip += n.min(self.len());
     }
 
+    /// Moves the first `n` rows into a new batch (copied); the others stay in place.
+    pub fn take_front(&mut self, n: usize) -> Result<RowBatch, String> {
+        let n = n.min(self.len());
+        let mut front = self.empty_like(n);
+        for row in 0..n {
+            front.push_from(self, row)?;
+        }
+        self.skip_front(n);
+        Ok(front)
+    }
+
     /// Splits off the rows from `at` on into a new batch (copied), keeping the rows
     /// before it.
     pub fn split_off(&mut self, at: usize) -> Result<RowBatch, String> {
@@ -291,6 +302,10 @@ mod tests {
         b.skip_front(1);
         assert_eq!(ids(&b), vec![2, 3, 4]);
         let tail = b.split_off(1).unwrap();
+        let mut rest = batch(&[(3, Some("c"), b"z"), (4, Some("d"), b"w"), (5, None, b"v")]);
+        let front = rest.take_front(2).unwrap();
+        assert_eq!((ids(&front), ids(&rest)), (vec![3, 4], vec![5]));
+        assert_eq!((front.cell(1, 0), rest.cell(0, 0)), (Some(&b"d"[..]), None));
         assert_eq!((ids(&b), ids(&tail)), (vec![2], vec![3, 4]));
         assert_eq!(tail.cell(1, 1), Some(&b"w"[..]));
         let mut copy = tail.empty_like(1);

@@ -690,14 +690,18 @@ impl<D: Dialect> Scan<D> {
 
     /// The next ready page, of at most `page_size` rows.
     fn take_page(&mut self) -> Result<Option<RowBatch>, SourceError> {
-        let Some(mut page) = self.ready.pop_front() else {
+        let Some(front) = self.ready.front_mut() else {
             return Ok(None);
         };
-        if page.len() > self.page_size {
-            // A long run of one key, held back whole.
-            let rest = page.split_off(self.page_size).map_err(SourceError::Read)?;
-            self.ready.push_front(rest);
-        }
+        let page = if front.len() > self.page_size {
+            // A long run of one key, held back whole: handed out a page at a time.
+            front.take_front(self.page_size).map_err(SourceError::Read)?
+        } else {
+            match self.ready.pop_front() {
+                Some(page) => page,
+                None => return Ok(None),
+            }
+        };
         if let Some(last) = page.last_key() {
             let after = self.after.get_or_insert_with(Vec::new);
             after.clear();
