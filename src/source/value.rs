@@ -86,6 +86,22 @@ impl Cell<'_> {
     }
 }
 
+impl Cell<'_> {
+    /// The value as an owned [`Value`].
+    pub fn to_value(&self) -> Value {
+        match *self {
+            Cell::Null => Value::Null,
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Int(i) => Value::Int(i),
+            Cell::Float(f) => Value::Float(f),
+            Cell::Decimal(s) => Value::Decimal(s.to_owned()),
+            Cell::Text(s) => Value::Text(s.to_owned()),
+            Cell::Bytes(b) => Value::Bytes(b.to_vec()),
+            Cell::Json(s) => Value::Json(s.to_owned()),
+        }
+    }
+}
+
 impl Value {
     /// The value borrowed as a [`Cell`].
     pub fn cell(&self) -> Cell<'_> {

@@ -10,6 +10,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
+use serde_json::value::RawValue;
 
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
@@ -53,7 +54,7 @@ impl JsonlSource {
         let mut pointer_types = vec![TypeSample::Unseen; config.columns.len()];
         let mut sampled = 0;
         while sampled < SAMPLE_LINES {
-            let Some((line, text)) = lines.next()? else {
+            let Some((line, _, text)) = lines.next()? else {
                 break;
             };
             sampled += 1;
@@ -131,17 +132,7 @@ impl JsonlSource {
                     plan.members.len() - 1
                 }
             };
-            plan.lookups.push(Lookup {
-                slot,
-                rest,
-                take: false,
-            });
-        }
-        // The last lookup of each member may move its value out instead of copying it.
-        let mut seen = vec![false; plan.members.len()];
-        for lookup in plan.lookups.iter_mut().rev() {
-            lookup.take = !seen[lookup.slot];
-            seen[lookup.slot] = true;
+            plan.lookups.push(Lookup { slot, rest });
         }
         Ok(plan)
     }
@@ -150,38 +141,44 @@ impl JsonlSource {
     fn read_sorted(&self, spec: &ScanSpec, plan: &Plan) -> Result<SortedRows, SourceError> {
         let mut lines = Lines::open(&self.config.path)?;
         let mut sorter = SpillSorter::new(spec.memory_budget);
-        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
-        while let Some((line, text)) = lines.next()? {
-            sorter.push(row_of(spec, plan, &mut slots, line, text)?)?;
+        while let Some((line, _, text)) = lines.next()? {
+            sorter.push(row_of(spec, plan, line, text)?)?;
         }
         sorter.finish()
     }
 }
 
-/// The row one line holds, for the scan `spec` as `plan` finds its columns.
-fn row_of(
-    spec: &ScanSpec,
-    plan: &Plan,
-    slots: &mut [Option<Json>],
-    line: u64,
-    text: &str,
-) -> Result<Row, SourceError> {
-    slots.iter_mut().for_each(|slot| *slot = None);
+/// The members `plan` wants from one line, as their JSON text borrowed from it.
+fn members<'a>(plan: &Plan, line: u64, text: &'a str) -> Result<Vec<Option<&'a RawValue>>, SourceError> {
+    let mut slots = vec![None; plan.members.len()];
     let seed = WantedMembers {
         members: &plan.members,
-        slots,
+        slots: &mut slots,
     };
     parse_object(text, line, seed)?;
-    let (key_lookups, value_lookups) = plan.lookups.split_at(spec.key.len());
-    let mut parts = Vec::with_capacity(key_lookups.len());
-    for (n, lookup) in key_lookups.iter().enumerate() {
+    Ok(slots)
+}
+
+/// The key one line holds, for the scan `spec`.
+fn key_of(spec: &ScanSpec, plan: &Plan, slots: &[Option<&RawValue>], line: u64) -> Result<Key, SourceError> {
+    let mut parts = Vec::with_capacity(spec.key.len());
+    for (n, lookup) in plan.lookups[..spec.key.len()].iter().enumerate() {
         let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-        let part = key_part(lookup.get(slots), ty);
+        let part = key_part(lookup.value(slots, line)?, ty);
         parts.push(part.map_err(|reason| key_error(&reason, line, &spec.key[n]))?);
     }
-    let values = value_lookups.iter().map(|l| l.get(slots)).collect();
+    Ok(Key(parts))
+}
+
+/// The row one line holds, for the scan `spec` as `plan` finds its columns.
+fn row_of(spec: &ScanSpec, plan: &Plan, line: u64, text: &str) -> Result<Row, SourceError> {
+    let slots = members(plan, line, text)?;
+    let values = plan.lookups[spec.key.len()..]
+        .iter()
+        .map(|lookup| lookup.value(&slots, line))
+        .collect::<Result<_, _>>()?;
     Ok(Row {
-        key: Key(parts),
+        key: key_of(spec, plan, &slots, line)?,
         values,
     })
 }
@@ -194,13 +191,26 @@ impl IndexedFile for JsonlSource {
     ) -> Result<(), SourceError> {
         let plan = self.plan(spec)?;
         let mut lines = Lines::open(&self.config.path)?;
-        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
-        while let Some((line, text)) = lines.next()? {
-            let row = row_of(spec, &plan, &mut slots, line, text)?;
-            let cells: Vec<Cell<'_>> = row.values.iter().map(Value::cell).collect();
+        let value_lookups = &plan.lookups[spec.key.len()..];
+        // Values that are not their own JSON text (an escaped string, an array, a
+        // pointer into a member), decoded.
+        let mut decoded: Vec<Value> = vec![Value::Null; value_lookups.len()];
+        while let Some((line, start, text)) = lines.next()? {
+            let slots = members(&plan, line, text)?;
+            let key = key_of(spec, &plan, &slots, line)?;
+            for (lookup, decoded) in value_lookups.iter().zip(decoded.iter_mut()) {
+                if lookup.cell(&slots).is_none() {
+                    *decoded = lookup.value(&slots, line)?;
+                }
+            }
+            let cells: Vec<Cell<'_>> = value_lookups
+                .iter()
+                .zip(&decoded)
+                .map(|(lookup, decoded)| lookup.cell(&slots).unwrap_or_else(|| decoded.cell()))
+                .collect();
             visit(RecordView {
-                locator: lines.line_start,
-                key: &row.key.0,
+                locator: start,
+                key: &key.0,
                 values: &cells,
             })?;
         }
@@ -236,8 +246,7 @@ impl IndexedFile for JsonlSource {
             0
         };
         let text = std::str::from_utf8(&buffer[start..]).map_err(|e| reread_error(&e))?;
-        let mut slots: Vec<Option<Json>> = vec![None; plan.members.len()];
-        row_of(spec, plan, &mut slots, 0, text).map_err(|e| reread_error(&e))
+        row_of(spec, plan, 0, text).map_err(|e| reread_error(&e))
     }
 }
 
@@ -287,23 +296,55 @@ struct Lookup {
     slot: usize,
     /// The pointer's remainder below the member (`None`: the member itself).
     rest: Option<String>,
-    /// Whether this is the member's last lookup, which may move the value out.
-    take: bool,
 }
 
 impl Lookup {
-    fn get(&self, slots: &mut [Option<Json>]) -> Value {
-        let slot = &mut slots[self.slot];
-        let found = match (&self.rest, self.take) {
-            (None, true) => return slot.take().map_or(Value::Null, to_value),
-            (None, false) => slot.as_ref(),
-            (Some(rest), true) => {
-                let found = slot.as_mut().and_then(|v| v.pointer_mut(rest));
-                return found.map_or(Value::Null, |v| to_value(std::mem::take(v)));
-            }
-            (Some(rest), false) => slot.as_ref().and_then(|v| v.pointer(rest)),
+    /// The column's value borrowed from the line, when its JSON text is the value: null,
+    /// a boolean, a number, or a string without escapes. `None` otherwise.
+    fn cell<'a>(&self, slots: &[Option<&'a RawValue>]) -> Option<Cell<'a>> {
+        if self.rest.is_some() {
+            return None;
+        }
+        let Some(raw) = slots[self.slot] else {
+            return Some(Cell::Null);
         };
-        found.map_or(Value::Null, |v| to_value(v.clone()))
+        let text = raw.get().trim_ascii();
+        Some(match text.as_bytes().first()? {
+            b'n' => Cell::Null,
+            b't' => Cell::Bool(true),
+            b'f' => Cell::Bool(false),
+            b'"' => {
+                let inner = text.get(1..text.len() - 1)?;
+                if inner.contains('\\') {
+                    return None;
+                }
+                Cell::Text(inner)
+            }
+            b'[' | b'{' => return None,
+            // As serde_json reads a number: an integer when it fits an i64, else its
+            // text (which serde_json spells again only when it has an exponent).
+            _ => match text.parse::<i64>() {
+                Ok(i) => Cell::Int(i),
+                Err(_) if text.contains(['e', 'E']) => return None,
+                Err(_) => Cell::Decimal(text),
+            },
+        })
+    }
+
+    /// The column's value, decoded.
+    fn value(&self, slots: &[Option<&RawValue>], line: u64) -> Result<Value, SourceError> {
+        if let Some(cell) = self.cell(slots) {
+            return Ok(cell.to_value());
+        }
+        let Some(raw) = slots[self.slot] else {
+            return Ok(Value::Null);
+        };
+        let json: Json = serde_json::from_str(raw.get())
+            .map_err(|e| SourceError::Read(format!("line {line}: invalid JSON: {e}")))?;
+        Ok(match &self.rest {
+            None => to_value(json),
+            Some(rest) => json.pointer(rest).cloned().map_or(Value::Null, to_value),
+        })
     }
 }
 
@@ -397,8 +438,9 @@ impl Lines {
         })
     }
 
-    /// The next non-blank line and its 1-based number, or `None` at the end.
-    fn next(&mut self) -> Result<Option<(u64, &str)>, SourceError> {
+    /// The next non-blank line: its 1-based number, the byte offset it starts at, and its
+    /// text; `None` at the end.
+    fn next(&mut self) -> Result<Option<(u64, u64, &str)>, SourceError> {
         loop {
             self.buffer.clear();
             let read = self.input.read_until(b'\n', &mut self.buffer);
@@ -420,7 +462,7 @@ impl Lines {
             let line = self.line;
             let text = std::str::from_utf8(&self.buffer[start..])
                 .map_err(|_| SourceError::Read(format!("line {line}: invalid UTF-8")))?;
-            return Ok(Some((line, text)));
+            return Ok(Some((line, self.line_start, text)));
         }
     }
 }
@@ -479,13 +521,13 @@ impl<'de> Visitor<'de> for AllMembers {
     }
 }
 
-/// Parses only the members a scan needs into their slots and skips the rest unbuilt.
-struct WantedMembers<'s> {
+/// Finds the members a scan needs, keeping each one's JSON text, and skips the rest.
+struct WantedMembers<'s, 'de> {
     members: &'s [String],
-    slots: &'s mut [Option<Json>],
+    slots: &'s mut [Option<&'de RawValue>],
 }
 
-impl<'de> DeserializeSeed<'de> for WantedMembers<'_> {
+impl<'de> DeserializeSeed<'de> for WantedMembers<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -493,7 +535,7 @@ impl<'de> DeserializeSeed<'de> for WantedMembers<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for WantedMembers<'_> {
+impl<'de> Visitor<'de> for WantedMembers<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -503,7 +545,7 @@ impl<'de> Visitor<'de> for WantedMembers<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(slot) = map.next_key_seed(MemberSlot(self.members))? {
             match slot {
-                Some(slot) => self.slots[slot] = Some(map.next_value()?),
+                Some(slot) => self.slots[slot] = Some(map.next_value::<&'de RawValue>()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
