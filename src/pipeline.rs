@@ -368,28 +368,26 @@ impl JobRun<'_> {
             keep_owner_rows: !recheck_owner,
             keep_replica_rows: !recheck_replica,
         };
-        let read = |source, side| {
-            let spec = if side == Side::Owner {
-                &plan.owner_scan
-            } else {
-                &plan.replica_scan
-            };
-            (source, spec.clone(), side, job, self.options)
-        };
+        let (owner_scan, replica_scan) = (plan.owner_scan.clone(), plan.replica_scan.clone());
+        let options = self.options;
         let (merged, owner_task, replica_task, owner_rows, replica_rows) = if owner.packs_rows()
             && replica.packs_rows()
         {
             // Two database scans: their rows are compared as packed bytes first.
-            let (owner_task, owner_pages) = spawn_reader(read(owner, Side::Owner), next_batch);
-            let (replica_task, replica_pages) = spawn_reader(read(replica, Side::Replica), next_batch);
+            let (owner_task, owner_pages) =
+                spawn_reader(owner, owner_scan, Side::Owner, job, options, next_batch);
+            let (replica_task, replica_pages) =
+                spawn_reader(replica, replica_scan, Side::Replica, job, options, next_batch);
             let mut owner_cursor = BatchCursor::new(Side::Owner, owner_pages);
             let mut replica_cursor = BatchCursor::new(Side::Replica, replica_pages);
             let merged = merge_packed(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
             let counts = (owner_cursor.rows_read(), replica_cursor.rows_read());
             (merged, owner_task, replica_task, counts.0, counts.1)
         } else {
-            let (owner_task, owner_pages) = spawn_reader(read(owner, Side::Owner), next_page);
-            let (replica_task, replica_pages) = spawn_reader(read(replica, Side::Replica), next_page);
+            let (owner_task, owner_pages) =
+                spawn_reader(owner, owner_scan, Side::Owner, job, options, next_page);
+            let (replica_task, replica_pages) =
+                spawn_reader(replica, replica_scan, Side::Replica, job, options, next_page);
             let mut owner_cursor = Cursor::new(Side::Owner, owner_pages);
             let mut replica_cursor = Cursor::new(Side::Replica, replica_pages);
             let merged = merge(&mut owner_cursor, &mut replica_cursor, &mut comparer, &mut sink).await;
@@ -584,7 +582,11 @@ fn next_batch(source: &mut dyn Source) -> BoxFuture<'_, Result<Option<RowBatch>,
 /// Starts a task that scans the source and sends its pages, two ahead at most; it
 /// hands the source back when done, for the recheck.
 fn spawn_reader<P: Page>(
-    (mut source, spec, side, job, options): (Box<dyn Source>, ScanSpec, Side, &Job, &RunOptions),
+    mut source: Box<dyn Source>,
+    spec: ScanSpec,
+    side: Side,
+    job: &Job,
+    options: &RunOptions,
     next: NextPage<P>,
 ) -> Reader<P> {
     let (tx, rx) = mpsc::channel(2);
