@@ -112,21 +112,24 @@ impl BatchCursor {
         }
         self.group = start..self.at;
         let mut taken = self.at - start;
+        let side = self.side;
+        let overfull = |e: String| {
+            (
+                side,
+                SourceError::Read(format!("{e}: the rows of key {}", shown(key))),
+            )
+        };
         if self.at == batch.len() && !self.done {
             // The page ended inside the group: gather the group from the pages after it.
             let mut carried = batch.empty_like(taken);
             for row in start..self.at {
-                carried
-                    .push_from(batch, row)
-                    .map_err(|e| (self.side, SourceError::Read(e)))?;
+                carried.push_from(batch, row).map_err(overfull)?;
             }
             while self.fill().await? {
                 let Some(batch) = &self.batch else { break };
                 let from = self.at;
                 while self.at < batch.len() && batch.key(self.at) == key {
-                    carried
-                        .push_from(batch, self.at)
-                        .map_err(|e| (self.side, SourceError::Read(e)))?;
+                    carried.push_from(batch, self.at).map_err(overfull)?;
                     self.at += 1;
                 }
                 taken += self.at - from;

@@ -348,7 +348,9 @@ impl Decoder {
                 })
             })?;
         }
-        batch.begin_row(key).map_err(SourceError::Read)?;
+        batch
+            .begin_row(key)
+            .map_err(|e| SourceError::Read(format!("{e} {}", place(batch))))?;
         for i in self.key.len()..width {
             let pushed = match raw.cell(i) {
                 Ok(cell) => batch.push_cell(cell),
@@ -571,6 +573,11 @@ fn shown(bytes: &[u8]) -> String {
     key_bytes::decode(bytes).map_or_else(|e| format!("(unreadable: {e})"), |k| k.to_string())
 }
 
+/// A page that could not take more rows (4 GiB), naming the key whose rows filled it.
+fn overfull(key: &[u8]) -> impl FnOnce(String) -> SourceError + '_ {
+    move |e| SourceError::Read(format!("{e}: the rows of key {}", shown(key)))
+}
+
 impl<D: Dialect> Scan<D> {
     /// The key bytes of the last row handed out or ready.
     fn last_out(&self) -> Option<&[u8]> {
@@ -603,7 +610,7 @@ impl<D: Dialect> Scan<D> {
                         "reading key {key} returned key {found}"
                     )));
                 }
-                self.held.push_from(&batch, row).map_err(SourceError::Read)?;
+                self.held.push_from(&batch, row).map_err(overfull(bytes))?;
             }
             return Ok(());
         }
@@ -630,7 +637,9 @@ impl<D: Dialect> Scan<D> {
         // Rows that continue the held run join it.
         let mut start = 0;
         while start < batch.len() && self.held.last_key() == Some(batch.key(start)) {
-            self.held.push_from(&batch, start).map_err(SourceError::Read)?;
+            self.held
+                .push_from(&batch, start)
+                .map_err(overfull(batch.key(start)))?;
             start += 1;
         }
         if start == batch.len() {
