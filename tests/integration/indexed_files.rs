@@ -17,6 +17,17 @@ fn job_toml(owner: &str, replica: &str, extra: &str) -> String {
     format!("version = 1\nname = \"case\"\n\n[owner]\n{owner}\n\n[replica]\n{replica}\n\n{extra}\n")
 }
 
+/// Runs a job `case` comparing `owner.csv` with `replica.csv`, both read with `options`
+/// (the key among them), with `extra` TOML after the sources.
+fn run_csv_pair(w: &Workdir, options: &str, extra: &str) -> std::process::Output {
+    let source = |path: &str| format!("type = \"csv\"\npath = \"{path}\"\n{options}");
+    w.write(
+        "job.toml",
+        job_toml(&source("owner.csv"), &source("replica.csv"), extra),
+    );
+    w.run_job("job.toml")
+}
+
 /// Parses a JSON record as the report writes it.
 fn record(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("bad expected record {text}: {e}"))
@@ -77,20 +88,16 @@ fn csv_against_csv_reports_exactly_the_differences() {
              12,mu,12,{U2},x,12,12.00\n"
         ),
     );
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nkey = [\"id\"]",
-            "[[fields]]\nname = \"name\"\n\n\
+    let out = run_csv_pair(
+        &w,
+        "key = [\"id\"]",
+        "[[fields]]\nname = \"name\"\n\n\
              [[fields]]\nname = \"amount\"\ntype = \"decimal\"\n\n\
              [[fields]]\nname = \"ref\"\ntype = \"uuid\"\n\n\
              [[fields]]\nname = \"note\"\n\n\
              [[fields]]\nname = \"qty\"\ntype = \"integer\"\n\n\
              [[fields]]\nname = \"price\"\ntolerance = { absolute = 0.05 }\n",
-        ),
     );
-    let out = w.run_job("job.toml");
     assert_exit(&out, EXIT_INCONSISTENT);
 
     // CSV keys compare as text, so records come in byte-wise key order. Key 12 is in
@@ -143,17 +150,13 @@ fn csv_files_with_equal_data_written_differently_are_consistent() {
         "replica.csv",
         format!("id,amount,ref,note\n3,0.1,{U1},y\n1,10.50,{upper},\n2,3.000,{U2},x\n"),
     );
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nkey = [\"id\"]",
-            "[[fields]]\nname = \"amount\"\ntype = \"decimal\"\n\n\
+    let out = run_csv_pair(
+        &w,
+        "key = [\"id\"]",
+        "[[fields]]\nname = \"amount\"\ntype = \"decimal\"\n\n\
              [[fields]]\nname = \"ref\"\ntype = \"uuid\"\n\n\
              [[fields]]\nname = \"note\"\n",
-        ),
     );
-    let out = w.run_job("job.toml");
     assert_exit(&out, EXIT_CONSISTENT);
     assert_eq!(w.jsonl("case"), Vec::<Value>::new());
     assert_summary(
@@ -211,16 +214,12 @@ fn rows_changed_within_the_staleness_window_are_skipped() {
              10,x,{old}\n"
         ),
     );
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nkey = [\"id\"]",
-            "[[fields]]\nname = \"v\"\n\n\
+    let out = run_csv_pair(
+        &w,
+        "key = [\"id\"]",
+        "[[fields]]\nname = \"v\"\n\n\
              [compare]\nchanged_at = { owner = \"changed_at\", replica = \"changed_at\" }\nstaleness = \"1h\"\n",
-        ),
     );
-    let out = w.run_job("job.toml");
     assert_exit(&out, EXIT_INCONSISTENT);
     let expected = [
         r#"{"kind":"missing_in_owner","key":{"id":"10"}}"#,
@@ -332,15 +331,7 @@ fn csv_quoted_fields_spanning_lines_are_read_again_by_offset() {
          4,\"tail\n\",8\n\
          1,\"line one\nline TWO, with comma\",5\n",
     );
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nkey = [\"id\"]",
-            "",
-        ),
-    );
-    let out = w.run_job("job.toml");
+    let out = run_csv_pair(&w, "key = [\"id\"]", "");
     assert_exit(&out, EXIT_INCONSISTENT);
     let expected = vec![
         json!({"kind": "mismatch", "key": {"id": "1"}, "field": "desc",
@@ -373,15 +364,7 @@ fn csv_crlf_records_with_embedded_delimiters_are_read_again_by_offset() {
         "replica.csv",
         "id;desc;qty\r\n3;\"q;\r\n\";8\r\n2;x;6\r\n\r\n1;\"a;b\r\nC\";5\r\n",
     );
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\ndelimiter = \";\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\ndelimiter = \";\"\nkey = [\"id\"]",
-            "",
-        ),
-    );
-    let out = w.run_job("job.toml");
+    let out = run_csv_pair(&w, "delimiter = \";\"\nkey = [\"id\"]", "");
     assert_exit(&out, EXIT_INCONSISTENT);
     let expected = vec![
         json!({"kind": "mismatch", "key": {"id": "1"}, "field": "desc",
@@ -406,15 +389,7 @@ fn csv_without_header_rereads_a_first_record_after_a_bom() {
     let w = Workdir::new();
     w.write("owner.csv", "\u{feff}1,a\n2,b\n3,c\n");
     w.write("replica.csv", "\u{feff}3,C\n2,b\n1,A\n");
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nheader = false\nkey = [\"1\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nheader = false\nkey = [\"1\"]",
-            "",
-        ),
-    );
-    let out = w.run_job("job.toml");
+    let out = run_csv_pair(&w, "header = false\nkey = [\"1\"]", "");
     assert_exit(&out, EXIT_INCONSISTENT);
     let expected = vec![
         json!({"kind": "mismatch", "key": {"1": "1"}, "field": "2", "owner": "a", "replica": "A"}),
@@ -478,15 +453,7 @@ fn csv_key_starting_with_a_bom_mid_file_is_read_again_unchanged() {
     let w = Workdir::new();
     w.write("owner.csv", "id,v\n1,a\n\u{feff}2,b\n");
     w.write("replica.csv", "id,v\n1,a\n\u{feff}2,B\n");
-    w.write(
-        "job.toml",
-        job_toml(
-            "type = \"csv\"\npath = \"owner.csv\"\nkey = [\"id\"]",
-            "type = \"csv\"\npath = \"replica.csv\"\nkey = [\"id\"]",
-            "",
-        ),
-    );
-    let out = w.run_job("job.toml");
+    let out = run_csv_pair(&w, "key = [\"id\"]", "");
     assert_exit(&out, EXIT_INCONSISTENT);
     assert_eq!(
         w.jsonl("case"),
