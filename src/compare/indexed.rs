@@ -15,7 +15,7 @@ use crate::compare::merge::{GroupSink, MergeError};
 use crate::job::Side;
 use crate::source::file::IndexedFile;
 use crate::source::file::spill_sort::{SortedRows, SpillSorter, decode_key};
-use crate::source::{Row, ScanSpec, SourceError};
+use crate::source::{KeyPart, Row, ScanSpec, SourceError, key_bytes};
 
 /// An index entry's bytes after its key: whether the digest is valid, the digest, and
 /// the row's locator.
@@ -78,22 +78,12 @@ fn build_index(
     comparer: &mut Comparer,
     side: Side,
     progress: &(dyn Fn(Side, u64) + Sync),
-) -> Result<(SortedRows, u64), SourceError> {
-    let mut sorter = SpillSorter::new(spec.memory_budget);
+) -> Result<(SortedIndex, u64), SourceError> {
+    let mut index = IndexBuilder::new(spec);
     let mut rows = 0u64;
     file.index(spec, &mut |record| {
-        sorter.begin()?;
-        for part in record.key {
-            sorter.key_part(part);
-        }
-        let mut entry = [0u8; ENTRY_LEN];
-        if let Some(digest) = comparer.digest(side, record.values) {
-            entry[0] = 1;
-            entry[1..=DIGEST_LEN].copy_from_slice(&digest);
-        }
-        entry[1 + DIGEST_LEN..].copy_from_slice(&record.locator.to_le_bytes());
-        sorter.raw(&entry);
-        sorter.commit()?;
+        let digest = comparer.digest(side, record.values);
+        index.push(record.key, digest, record.locator)?;
         rows += 1;
         if rows % PROGRESS_EVERY == 0 {
             progress(side, rows);
@@ -101,13 +91,180 @@ fn build_index(
         Ok(())
     })?;
     progress(side, rows);
-    Ok((sorter.finish()?, rows))
+    Ok((index.finish()?, rows))
+}
+
+/// An index entry whose key's bytes are short (an integer key, or text of a dozen
+/// bytes): a fixed size, so that a plain vector of them sorts in place, without the
+/// arena and per-row offsets of the general sorter. Most tables have such a key.
+#[derive(Clone, Copy)]
+struct ShortEntry {
+    /// The key's bytes, zero-padded. Padding keeps their order: an encoded key is never
+    /// a prefix of another.
+    key: [u8; SHORT_KEY],
+    digest: [u8; DIGEST_LEN],
+    /// The row's locator (low 56 bits), the key's length and whether `digest` is valid.
+    meta: u64,
+}
+
+/// The longest key bytes a [`ShortEntry`] holds.
+const SHORT_KEY: usize = 16;
+const VALID_DIGEST: u64 = 1 << 63;
+const KEY_LEN_SHIFT: u32 = 56;
+/// Locators are file offsets, far below this.
+const LOCATOR_LIMIT: u64 = 1 << KEY_LEN_SHIFT;
+
+impl ShortEntry {
+    fn new(key: &[u8], digest: Option<[u8; DIGEST_LEN]>, locator: u64) -> ShortEntry {
+        let mut padded = [0; SHORT_KEY];
+        padded[..key.len()].copy_from_slice(key);
+        let valid = if digest.is_some() { VALID_DIGEST } else { 0 };
+        ShortEntry {
+            key: padded,
+            digest: digest.unwrap_or_default(),
+            meta: valid | (key.len() as u64) << KEY_LEN_SHIFT | locator,
+        }
+    }
+
+    /// Orders by key, then by locator (file order, for equal keys).
+    fn order(&self) -> (u128, u64) {
+        (u128::from_be_bytes(self.key), self.meta & !VALID_DIGEST)
+    }
+
+    /// Its bytes in the general index layout; returns the key's length.
+    fn write(&self, into: &mut Vec<u8>) -> usize {
+        let key_len = ((self.meta & !VALID_DIGEST) >> KEY_LEN_SHIFT) as usize;
+        into.clear();
+        into.extend_from_slice(&self.key[..key_len]);
+        let digest = (self.meta & VALID_DIGEST != 0).then_some(&self.digest);
+        push_entry(into, digest, self.meta & (LOCATOR_LIMIT - 1));
+        key_len
+    }
+}
+
+/// Appends an entry's bytes after its key: whether the digest is valid, the digest and
+/// the locator.
+fn push_entry(into: &mut Vec<u8>, digest: Option<&[u8; DIGEST_LEN]>, locator: u64) {
+    match digest {
+        Some(digest) => {
+            into.push(1);
+            into.extend_from_slice(digest);
+        }
+        None => into.extend_from_slice(&[0; 1 + DIGEST_LEN]),
+    }
+    into.extend_from_slice(&locator.to_le_bytes());
+}
+
+/// An index being built. While every key is short, entries are [`ShortEntry`]s (sorted
+/// and written out as a run when they fill their half of the budget); the first long
+/// key sends those to the general sorter as a run, and every entry after them.
+struct IndexBuilder {
+    short: Option<Vec<ShortEntry>>,
+    /// How many short entries may be held: half the budget, since growing the vector
+    /// holds its old and new buffers at once.
+    max_short: usize,
+    sorter: SpillSorter,
+    /// The key's bytes, then the entry's, of the row being added.
+    scratch: Vec<u8>,
+}
+
+impl IndexBuilder {
+    fn new(spec: &ScanSpec) -> IndexBuilder {
+        IndexBuilder {
+            short: Some(Vec::new()),
+            max_short: (spec.memory_budget / (2 * size_of::<ShortEntry>())).max(16),
+            sorter: SpillSorter::new(spec.memory_budget),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        key: &[KeyPart],
+        digest: Option<[u8; DIGEST_LEN]>,
+        locator: u64,
+    ) -> Result<(), SourceError> {
+        self.scratch.clear();
+        for part in key {
+            key_bytes::push_part(&mut self.scratch, part);
+        }
+        if let Some(short) = &self.short {
+            if self.scratch.len() <= SHORT_KEY && locator < LOCATOR_LIMIT {
+                if short.len() >= self.max_short {
+                    self.flush_short()?;
+                }
+                if let Some(short) = &mut self.short {
+                    if short.len() == short.capacity() {
+                        short.reserve_exact(short.capacity().max(1024).min(self.max_short - short.len()));
+                    }
+                    short.push(ShortEntry::new(&self.scratch, digest, locator));
+                    return Ok(());
+                }
+            }
+            self.flush_short()?;
+            self.short = None;
+        }
+        self.sorter.begin()?;
+        for part in key {
+            self.sorter.key_part(part);
+        }
+        self.scratch.clear();
+        push_entry(&mut self.scratch, digest.as_ref(), locator);
+        self.sorter.raw(&self.scratch);
+        self.sorter.commit()
+    }
+
+    /// Moves the short entries to the sorter as a sorted run on disk.
+    fn flush_short(&mut self) -> Result<(), SourceError> {
+        let Some(short) = &mut self.short else {
+            return Ok(());
+        };
+        if short.is_empty() {
+            return Ok(());
+        }
+        short.sort_unstable_by_key(ShortEntry::order);
+        let mut entries = short.iter();
+        self.sorter
+            .push_sorted_run(|into| entries.next().map(|e| e.write(into)))?;
+        short.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<SortedIndex, SourceError> {
+        if let Some(short) = &mut self.short
+            && !self.sorter.has_spilled()
+        {
+            short.sort_unstable_by_key(ShortEntry::order);
+            return Ok(SortedIndex::Short(std::mem::take(short).into_iter()));
+        }
+        self.flush_short()?;
+        Ok(SortedIndex::Rows(self.sorter.finish()?))
+    }
+}
+
+/// A finished index, read in key order.
+enum SortedIndex {
+    /// Short entries, all in memory.
+    Short(std::vec::IntoIter<ShortEntry>),
+    /// Entries of the general sorter, from memory or merged from disk.
+    Rows(SortedRows),
+}
+
+impl SortedIndex {
+    /// The next entry's bytes into `into`; how many of them are the key, or `None` at
+    /// the end.
+    fn next_raw(&mut self, into: &mut Vec<u8>) -> Result<Option<usize>, SourceError> {
+        match self {
+            SortedIndex::Short(entries) => Ok(entries.next().map(|e| e.write(into))),
+            SortedIndex::Rows(rows) => rows.next_raw(into),
+        }
+    }
 }
 
 /// A side's sorted index, one entry ahead, and its file for reading rows again.
 struct IndexCursor<'a> {
     side: Side,
-    index: SortedRows,
+    index: SortedIndex,
     file: &'a mut dyn IndexedFile,
     /// The current entry's bytes (empty at the end) and how many of them are its key.
     entry: Vec<u8>,
@@ -121,7 +278,7 @@ struct IndexCursor<'a> {
 impl<'a> IndexCursor<'a> {
     fn new(
         side: Side,
-        index: SortedRows,
+        index: SortedIndex,
         file: &'a mut dyn IndexedFile,
     ) -> Result<Self, (Side, SourceError)> {
         let mut cursor = IndexCursor {
@@ -239,5 +396,69 @@ fn merge_indexes<S: GroupSink>(
         let outcome = comparer.compare_group(&key, &owner.rows, &replica.rows);
         sink.group(&key, &owner.rows, &replica.rows, outcome)
             .map_err(MergeError::Sink)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn spec(budget: usize) -> ScanSpec {
+        ScanSpec {
+            key: vec!["k".into()],
+            key_types: Vec::new(),
+            columns: Vec::new(),
+            page_size: 100,
+            memory_budget: budget,
+            tiebreak: Vec::new(),
+        }
+    }
+
+    /// A key from a small number: an integer, short text, or text too long for a short
+    /// entry, so that inputs mix every path and repeat keys.
+    fn key_of(n: u8) -> Vec<KeyPart> {
+        match n % 3 {
+            0 => vec![KeyPart::Int(i64::from(n) - 100)],
+            1 => vec![KeyPart::Text(format!("k{n}"))],
+            _ => vec![KeyPart::Text(format!("a long key, past sixteen bytes {n}"))],
+        }
+    }
+
+    proptest! {
+        /// Whatever the keys and the budget, the index comes back as the entries stably
+        /// sorted by their key bytes, each with its digest and locator.
+        #[test]
+        fn the_index_is_the_entries_stably_sorted_by_key(
+            rows in proptest::collection::vec((0u8..40, any::<bool>()), 0..300),
+            budget in prop_oneof![Just(0usize), Just(2048), Just(64 << 20)],
+            long_first in any::<bool>(),
+        ) {
+            let mut expected = Vec::new();
+            let mut builder = IndexBuilder::new(&spec(budget));
+            for (locator, &(n, valid)) in rows.iter().enumerate() {
+                // Without `long_first`, long keys come only after every short one.
+                let n = if !long_first && n % 3 == 2 && locator < rows.len() / 2 { n + 1 } else { n };
+                let key = key_of(n);
+                let digest = valid.then_some([n; DIGEST_LEN]);
+                builder.push(&key, digest, locator as u64).expect("push");
+                let mut bytes = Vec::new();
+                for part in &key {
+                    key_bytes::push_part(&mut bytes, part);
+                }
+                let key_len = bytes.len();
+                push_entry(&mut bytes, digest.as_ref(), locator as u64);
+                expected.push((bytes, key_len));
+            }
+            expected.sort_by(|a, b| a.0[..a.1].cmp(&b.0[..b.1]));
+            let mut index = builder.finish().expect("finish");
+            let mut got = Vec::new();
+            let mut entry = Vec::new();
+            while let Some(key_len) = index.next_raw(&mut entry).expect("next") {
+                got.push((entry.clone(), key_len));
+            }
+            prop_assert_eq!(got, expected);
+        }
     }
 }

@@ -307,6 +307,34 @@ impl SpillSorter {
         self.index.clear();
         self.row_start = 0;
         self.first_tag = None;
+        self.push_run(run)
+    }
+
+    /// Adds rows the caller has already put in key order as a run of their own, straight
+    /// to disk: for a caller that keeps fixed-size entries and sorts them itself. `next`
+    /// writes one row's bytes into its buffer and returns how many are the key, or `None`
+    /// at the end. Rows buffered here are spilled first, so that runs stay in push order
+    /// (which keeps equal keys in push order).
+    pub fn push_sorted_run(
+        &mut self,
+        mut next: impl FnMut(&mut Vec<u8>) -> Option<usize>,
+    ) -> Result<(), SourceError> {
+        self.arena.truncate(self.row_start);
+        if !self.index.is_empty() {
+            self.spill()?;
+        }
+        let mut bytes = Vec::new();
+        let run = write_run(|out| match next(&mut bytes) {
+            Some(key_len) => {
+                write_entry(out, &bytes, key_len)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })?;
+        self.push_run(run)
+    }
+
+    fn push_run(&mut self, run: Run) -> Result<(), SourceError> {
         self.runs.push(run);
         // Merge the newest FAN_IN runs once they share a level, like a counter carrying:
         // each row is rewritten about log_FAN_IN(input / budget) times.
