@@ -5,6 +5,7 @@
 use crate::compare::CompareField;
 use crate::compare::normalize::{Normalized, normalize_append};
 use crate::job::Side;
+use crate::source::FieldType;
 use crate::source::value::Cell;
 
 /// Bytes in a row digest.
@@ -22,27 +23,30 @@ pub fn values_digest(
     input: &mut Vec<u8>,
 ) -> Option<[u8; DIGEST_LEN]> {
     input.clear();
-    // Each field is its canonical bytes, their length and a 1, or a lone 0 for NULL: read
-    // from the end, that frames every field, so different rows never hash the same input.
+    // Each field is a lone 0 for NULL, or its length plus one in a byte (255 and eight
+    // more bytes when long) and its canonical bytes: that frames every field, so different
+    // rows never hash the same input. Few bytes to hash matter: a row of up to 64 takes
+    // one compression, and most rows are near that.
     for field in fields {
         let col = match side {
             Side::Owner => field.owner_col,
             Side::Replica => field.replica_col,
         };
+        let head = input.len();
+        input.push(0);
         let start = input.len();
         match normalize_append(values[col], &field.rule, input).ok()? {
-            Normalized::Null => input.push(0),
+            Normalized::Null => input.truncate(head + 1),
             Normalized::Value => {
+                if field.rule.ty == FieldType::Timestamp {
+                    shorten_instant(input, start);
+                }
                 let len = input.len() - start;
-                match u32::try_from(len) {
-                    Ok(len) => {
-                        input.extend_from_slice(&len.to_le_bytes());
-                        input.push(1);
-                    }
-                    Err(_) => {
-                        input.extend_from_slice(&(len as u64).to_le_bytes());
-                        input.push(2);
-                    }
+                if len < 255 {
+                    input[head] = len as u8 + 1;
+                } else {
+                    input[head] = 255;
+                    input.splice(start..start, (len as u64).to_le_bytes());
                 }
             }
         }
@@ -51,6 +55,22 @@ pub fn values_digest(
     let mut digest = [0; DIGEST_LEN];
     digest.copy_from_slice(&hash.as_bytes()[..DIGEST_LEN]);
     Some(digest)
+}
+
+/// Drops the leading bytes of the 16-byte instant at `start` that only repeat its sign:
+/// the shortest two's-complement form, 8 bytes for any date of the next centuries.
+fn shorten_instant(input: &mut Vec<u8>, start: usize) {
+    let bytes = &input[start..];
+    let sign = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        0xff
+    } else {
+        0
+    };
+    let mut drop = 0;
+    while drop + 1 < bytes.len() && bytes[drop] == sign && (bytes[drop + 1] & 0x80) == (sign & 0x80) {
+        drop += 1;
+    }
+    input.drain(start..start + drop);
 }
 
 #[cfg(test)]
@@ -126,6 +146,64 @@ mod tests {
         assert_eq!(
             row_digest(&row(Value::Text("x".into())), &f, Side::Owner, &mut Vec::new()),
             None
+        );
+    }
+
+    #[test]
+    fn instants_are_hashed_in_their_shortest_form() {
+        let values: [i128; 9] = [
+            0,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            1_700_000_000_000_000_000,
+            i128::MIN,
+        ];
+        for v in values {
+            let mut input = vec![9];
+            input.extend_from_slice(&v.to_be_bytes());
+            shorten_instant(&mut input, 1);
+            let short = &input[1..];
+            // Sign-extended back, the bytes are the value; one byte fewer would not be.
+            let fill = if short[0] & 0x80 != 0 { 0xff } else { 0 };
+            let mut full = [fill; 16];
+            full[16 - short.len()..].copy_from_slice(short);
+            assert_eq!(i128::from_be_bytes(full), v);
+            if short.len() > 1 {
+                assert!(
+                    short[0] != fill || (short[1] & 0x80) != (fill & 0x80),
+                    "{v} is not minimal"
+                );
+            }
+        }
+        let f = [field(FieldType::Timestamp)];
+        let mut s = Vec::new();
+        let digests: std::collections::HashSet<_> = [-129i64, -128, -1, 0, 1, 127, 128, 1_700_000_000]
+            .iter()
+            .map(|secs| row_digest(&row(Value::Int(*secs)), &f, Side::Owner, &mut s))
+            .collect();
+        assert_eq!(digests.len(), 8);
+    }
+
+    #[test]
+    fn long_values_are_framed_too() {
+        let mut second = field(FieldType::Text);
+        second.owner_col = 1;
+        second.replica_col = 1;
+        let f = [field(FieldType::Text), second];
+        let mut s = Vec::new();
+        let t = |v: String| Value::Text(v);
+        let long = "x".repeat(300);
+        let a = row_digest(&[t(long.clone()), t("y".into())], &f, Side::Owner, &mut s);
+        let b = row_digest(&[t(long[1..].into()), t("xy".into())], &f, Side::Owner, &mut s);
+        assert!(a.is_some());
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            row_digest(&[t(long), t("y".into())], &f, Side::Replica, &mut s)
         );
     }
 }

@@ -3,12 +3,10 @@
 //! sorted. Errors name the physical line the record starts on.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
-use async_trait::async_trait;
-use csv::ByteRecord;
-
+use super::records::{Record, Records};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error,
@@ -17,6 +15,7 @@ use super::{
 use crate::job::CsvConfig;
 use crate::source::value::Cell;
 use crate::source::{Column, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
+use async_trait::async_trait;
 
 /// A CSV file. Columns come from the header row (or are numbered `1`, `2`, ... without
 /// one) and declare no type; fields are [`Value::Text`](crate::source::Value::Text), or
@@ -29,31 +28,30 @@ pub struct CsvSource {
     /// The last indexed scan, resolved against the columns.
     resolved: Option<Resolved>,
     /// The file kept open for reading single records again.
-    reread: Option<csv::Reader<RecordStart>>,
+    reread: Option<Records<File>>,
 }
 
 impl CsvSource {
     /// Opens the file and reads its first record to learn the columns.
     pub fn open(config: &CsvConfig) -> Result<CsvSource, SourceError> {
-        let mut reader = reader(config)?;
-        let mut record = ByteRecord::new();
-        let found = read_record(&mut reader, &mut record, &config.path)?;
-        let names: Vec<String> = if !found {
-            Vec::new()
-        } else if config.header {
-            let mut names = Vec::with_capacity(record.len());
-            for field in &record {
-                let name = std::str::from_utf8(field).map_err(|_| invalid_utf8(&config.path, &record))?;
-                names.push(name.to_owned());
-            }
-            if let Some(first) = names.first_mut() {
-                if let Some(rest) = first.strip_prefix('\u{feff}') {
-                    *first = rest.to_owned();
+        let mut reader = reader(config, REREAD_BUFFER)?;
+        let names: Vec<String> = match read_record(&mut reader, &config.path)? {
+            None => Vec::new(),
+            Some(record) if config.header => {
+                let mut names = Vec::with_capacity(record.field_count());
+                for i in 0..record.field_count() {
+                    let field = record.get(i).unwrap_or_default();
+                    let name = std::str::from_utf8(field).map_err(|_| invalid_utf8(&config.path, &record))?;
+                    names.push(name.to_owned());
                 }
+                if let Some(first) = names.first_mut() {
+                    if let Some(rest) = first.strip_prefix('\u{feff}') {
+                        *first = rest.to_owned();
+                    }
+                }
+                names
             }
-            names
-        } else {
-            (1..=record.len()).map(|i| i.to_string()).collect()
+            Some(record) => (1..=record.field_count()).map(|i| i.to_string()).collect(),
         };
         Ok(CsvSource {
             config: config.clone(),
@@ -73,20 +71,19 @@ impl CsvSource {
 
     /// Reads every record after the header in file order, checking its width, and
     /// hands it to `each`: blocking work.
-    fn walk(&self, mut each: impl FnMut(&ByteRecord) -> Result<(), SourceError>) -> Result<(), SourceError> {
+    fn walk(&self, mut each: impl FnMut(&Record<'_>) -> Result<(), SourceError>) -> Result<(), SourceError> {
         let path = &self.config.path;
-        let mut reader = reader(&self.config)?;
-        let mut record = ByteRecord::new();
+        let mut reader = reader(&self.config, READ_BUFFER)?;
         let width = self.columns.len();
-        if self.config.header && !read_record(&mut reader, &mut record, path)? {
+        if self.config.header && read_record(&mut reader, path)?.is_none() {
             return Ok(());
         }
-        while read_record(&mut reader, &mut record, path)? {
-            if record.len() != width {
+        while let Some(record) = read_record(&mut reader, path)? {
+            if record.field_count() != width {
                 return Err(SourceError::Read(format!(
                     "line {}: expected {width} fields, found {}",
                     record_line(path, &record),
-                    record.len()
+                    record.field_count()
                 )));
             }
             each(&record)?;
@@ -136,7 +133,7 @@ impl CsvSource {
         &self,
         spec: &ScanSpec,
         resolved: &Resolved,
-        record: &ByteRecord,
+        record: &Record<'_>,
         key: &mut [KeyPart],
     ) -> Result<(), SourceError> {
         let (path, null) = (&self.config.path, self.null());
@@ -152,7 +149,7 @@ impl CsvSource {
     fn fill_cells<'r>(
         &self,
         resolved: &Resolved,
-        record: &'r ByteRecord,
+        record: &'r Record<'_>,
         cells: &mut Vec<Cell<'r>>,
     ) -> Result<(), SourceError> {
         let (path, null) = (&self.config.path, self.null());
@@ -198,7 +195,7 @@ impl IndexedFile for CsvSource {
             let mut cells = recycle(std::mem::take(&mut recycled));
             self.fill_cells(resolved, record, &mut cells)?;
             visit(RecordView {
-                locator: record.position().map_or(0, |p| p.byte()),
+                locator: record.start,
                 key: &key,
                 values: &cells,
             })?;
@@ -208,41 +205,34 @@ impl IndexedFile for CsvSource {
     }
 
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
-        let path = &self.config.path;
+        let mut reader = match self.reread.take() {
+            Some(reader) => reader,
+            None => reader(&self.config, REREAD_BUFFER)?,
+        };
+        let row = self.row_at(&mut reader, locator);
+        self.reread = Some(reader);
+        row
+    }
+}
+
+impl CsvSource {
+    /// The record starting at `locator`, read with `reader`, as a row of the indexed scan.
+    fn row_at(&self, reader: &mut Records<File>, locator: u64) -> Result<Row, SourceError> {
         let reread_error = |e: &dyn std::fmt::Display| {
             SourceError::Read(format!("cannot read a record again at byte {locator}: {e}"))
         };
-        let reader = match &mut self.reread {
-            Some(reader) => reader,
-            None => {
-                let file = File::open(path).map_err(|e| open_error(path, e))?;
-                let input = RecordStart {
-                    file: BufReader::with_capacity(REREAD_BUFFER, file),
-                    lead: b"",
-                };
-                let reader = csv::ReaderBuilder::new()
-                    .delimiter(self.config.delimiter)
-                    .has_headers(false)
-                    .flexible(true)
-                    .buffer_capacity(256)
-                    .from_reader(input);
-                self.reread.insert(reader)
-            }
-        };
-        let mut position = csv::Position::new();
-        position.set_byte(locator);
-        // Always a real seek (a plain one is skipped when the parser seems to stand
-        // there already, which the blank line before a record can fake).
         reader
-            .seek_raw(SeekFrom::Start(locator), position)
+            .input_mut()
+            .seek(SeekFrom::Start(locator))
             .map_err(|e| reread_error(&e))?;
-        let mut record = ByteRecord::new();
-        let found = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| reread_error(&e))?;
-        if !found || record.len() != self.columns.len() {
-            return Err(reread_error(&"the file changed while recon read it"));
-        }
+        reader.restart(locator);
+        let record = match reader.next_record() {
+            Ok(Some(record)) if record.start == locator && record.field_count() == self.columns.len() => {
+                record
+            }
+            Ok(_) => return Err(reread_error(&"the file changed while recon read it")),
+            Err(e) => return Err(reread_error(&e)),
+        };
         let resolved = self
             .resolved
             .as_ref()
@@ -303,65 +293,27 @@ fn resolve(columns: &[Column], names: &[String]) -> Result<Vec<usize>, SourceErr
     names.iter().map(|name| column_index(columns, name)).collect()
 }
 
-/// A reader that reports every record as is: no header handling, ragged rows allowed
-/// (they are reported here, with their line).
-/// The file as read from a record's start. The parser drops a byte-order mark at the
-/// start of its input, as it should at the start of the file; after a seek into the
-/// middle, a blank line (which it skips) comes first, so that a record there starting
-/// with one keeps it. Its buffer is the file's: the parser's own can be small.
-struct RecordStart {
-    file: BufReader<File>,
-    lead: &'static [u8],
-}
-
-impl Read for RecordStart {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.lead.is_empty() {
-            return self.file.read(buf);
-        }
-        let n = self.lead.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.lead[..n]);
-        self.lead = &self.lead[n..];
-        Ok(n)
-    }
-}
-
-impl Seek for RecordStart {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let at = self.file.seek(to)?;
-        self.lead = if at == 0 { b"" } else { b"\n" };
-        Ok(at)
-    }
-}
-
-fn reader(config: &CsvConfig) -> Result<csv::Reader<File>, SourceError> {
+/// A reader of the file's records from its start.
+fn reader(config: &CsvConfig, capacity: usize) -> Result<Records<File>, SourceError> {
     let file = File::open(&config.path).map_err(|e| open_error(&config.path, e))?;
-    Ok(csv::ReaderBuilder::new()
-        .delimiter(config.delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(READ_BUFFER)
-        .from_reader(file))
+    Ok(Records::new(file, config.delimiter, capacity, 0))
 }
 
-fn read_record(
-    reader: &mut csv::Reader<File>,
-    record: &mut ByteRecord,
-    path: &Path,
-) -> Result<bool, SourceError> {
+fn read_record<'r>(reader: &'r mut Records<File>, path: &Path) -> Result<Option<Record<'r>>, SourceError> {
+    let at = reader.position();
     reader
-        .read_byte_record(record)
-        .map_err(|e| SourceError::Read(format!("line {}: {e}", record_line(path, record))))
+        .next_record()
+        .map_err(|e| SourceError::Read(format!("line {}: {e}", line_at(path, at))))
 }
 
 /// Field `i` as text, or `None` when it reads as NULL (`null`: the NULL text, if any).
 fn field<'r>(
-    record: &'r ByteRecord,
+    record: &'r Record<'_>,
     i: usize,
     null: Option<&[u8]>,
     path: &Path,
 ) -> Result<Option<&'r str>, SourceError> {
-    let bytes = &record[i];
+    let bytes = record.get(i).unwrap_or_default();
     let is_null = match null {
         Some(token) => bytes == token,
         None => bytes.is_empty(),
@@ -374,40 +326,40 @@ fn field<'r>(
         .map_err(|_| invalid_utf8(path, record))
 }
 
-fn invalid_utf8(path: &Path, record: &ByteRecord) -> SourceError {
+fn invalid_utf8(path: &Path, record: &Record<'_>) -> SourceError {
     SourceError::Read(format!("line {}: invalid UTF-8", record_line(path, record)))
 }
 
-/// The physical line (1-based) a record starts on. Only errors need it, so it rereads the
-/// file: the csv reader's own line count lags behind over `\r\n` and skipped blank lines.
-/// A record's position is where the reader stood before reading it; the record starts at
-/// the first byte there that is not a line break.
-fn record_line(path: &Path, record: &ByteRecord) -> u64 {
-    let Some(position) = record.position() else {
-        return 0;
-    };
+/// The physical line (1-based) a record starts on.
+fn record_line(path: &Path, record: &Record<'_>) -> u64 {
+    line_at(path, record.start)
+}
+
+/// The physical line (1-based) of the first byte at or after `offset` that is not a line
+/// break. Only errors need it, so it rereads the file.
+fn line_at(path: &Path, offset: u64) -> u64 {
     let Ok(file) = File::open(path) else {
-        return position.line();
+        return 0;
     };
     let mut input = BufReader::with_capacity(READ_BUFFER, file);
     let mut line = 1;
-    let mut offset = 0u64;
+    let mut at = 0u64;
     loop {
         let Ok(chunk) = input.fill_buf() else {
-            return position.line();
+            return line;
         };
         if chunk.is_empty() {
             return line;
         }
         let mut used = 0;
         for &byte in chunk {
-            if offset >= position.byte() && byte != b'\n' && byte != b'\r' {
+            if at >= offset && byte != b'\n' && byte != b'\r' {
                 return line;
             }
             if byte == b'\n' {
                 line += 1;
             }
-            offset += 1;
+            at += 1;
             used += 1;
         }
         input.consume(used);

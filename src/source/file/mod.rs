@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod jsonl;
+pub mod records;
 pub mod spill_sort;
 
 use std::path::Path;
