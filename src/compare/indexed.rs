@@ -15,7 +15,7 @@ use crate::compare::merge::{GroupSink, MergeError};
 use crate::job::Side;
 use crate::source::file::IndexedFile;
 use crate::source::file::spill_sort::{SortedRows, SpillSorter, decode_key};
-use crate::source::{KeyPart, Row, ScanSpec, SourceError, key_bytes};
+use crate::source::{Key, KeyPart, Row, ScanSpec, SourceError, key_bytes};
 
 /// An index entry's bytes after its key: whether the digest is valid, the digest, and
 /// the row's locator.
@@ -65,9 +65,19 @@ pub fn compare_indexed<S: GroupSink>(
     });
     let (owner_index, owner_rows) = owner_index.map_err(|e| MergeError::Source(Side::Owner, e))?;
     let (replica_index, replica_rows) = replica_index.map_err(|e| MergeError::Source(Side::Replica, e))?;
-    let mut owner_cursor = IndexCursor::new(Side::Owner, owner_index, owner.file)?;
-    let mut replica_cursor = IndexCursor::new(Side::Replica, replica_index, replica.file)?;
-    merge_indexes(&mut owner_cursor, &mut replica_cursor, comparer, sink)?;
+    tracing::debug!(
+        owner_rows,
+        replica_rows,
+        "Indexed both files; merging the indexes."
+    );
+    let mut owner_cursor = IndexCursor::new(Side::Owner, owner_index)?;
+    let mut replica_cursor = IndexCursor::new(Side::Replica, replica_index)?;
+    let mut files = Rereads {
+        owner: owner.file,
+        replica: replica.file,
+        batch: Vec::new(),
+    };
+    merge_indexes(&mut owner_cursor, &mut replica_cursor, &mut files, comparer, sink)?;
     Ok((owner_rows, replica_rows))
 }
 
@@ -131,14 +141,24 @@ impl ShortEntry {
         (u128::from_be_bytes(self.key), self.meta & !VALID_DIGEST)
     }
 
+    fn key_bytes(&self) -> &[u8] {
+        &self.key[..((self.meta & !VALID_DIGEST) >> KEY_LEN_SHIFT) as usize]
+    }
+
+    fn entry(&self) -> GroupEntry {
+        GroupEntry {
+            digest: (self.meta & VALID_DIGEST != 0).then_some(self.digest),
+            locator: self.meta & (LOCATOR_LIMIT - 1),
+        }
+    }
+
     /// Its bytes in the general index layout; returns the key's length.
     fn write(&self, into: &mut Vec<u8>) -> usize {
-        let key_len = ((self.meta & !VALID_DIGEST) >> KEY_LEN_SHIFT) as usize;
         into.clear();
-        into.extend_from_slice(&self.key[..key_len]);
-        let digest = (self.meta & VALID_DIGEST != 0).then_some(&self.digest);
-        push_entry(into, digest, self.meta & (LOCATOR_LIMIT - 1));
-        key_len
+        into.extend_from_slice(self.key_bytes());
+        let GroupEntry { digest, locator } = self.entry();
+        push_entry(into, digest.as_ref(), locator);
+        self.key_bytes().len()
     }
 }
 
@@ -250,80 +270,111 @@ enum SortedIndex {
     Rows(SortedRows),
 }
 
-impl SortedIndex {
-    /// The next entry's bytes into `into`; how many of them are the key, or `None` at
-    /// the end.
-    fn next_raw(&mut self, into: &mut Vec<u8>) -> Result<Option<usize>, SourceError> {
-        match self {
-            SortedIndex::Short(entries) => Ok(entries.next().map(|e| e.write(into))),
-            SortedIndex::Rows(rows) => rows.next_raw(into),
-        }
+/// What an index entry says of its row, after its key.
+#[derive(Clone, Copy)]
+struct GroupEntry {
+    digest: Option<[u8; DIGEST_LEN]>,
+    locator: u64,
+}
+
+impl GroupEntry {
+    /// Reads the entry bytes of the general layout.
+    fn parse(bytes: &[u8]) -> Option<GroupEntry> {
+        let (&valid, rest) = bytes.split_first()?;
+        let (digest, locator) = rest.split_first_chunk::<DIGEST_LEN>()?;
+        let locator: [u8; 8] = locator.try_into().ok()?;
+        Some(GroupEntry {
+            digest: (valid == 1).then_some(*digest),
+            locator: u64::from_le_bytes(locator),
+        })
     }
 }
 
-/// A side's sorted index, one entry ahead, and its file for reading rows again.
-struct IndexCursor<'a> {
+/// A side's sorted index, one entry ahead: a short entry as it is, or a general entry's
+/// bytes.
+struct IndexCursor {
     side: Side,
     index: SortedIndex,
-    file: &'a mut dyn IndexedFile,
-    /// The current entry's bytes (empty at the end) and how many of them are its key.
-    entry: Vec<u8>,
-    key_len: usize,
-    /// Entries of the current key group.
-    group: Vec<[u8; ENTRY_LEN]>,
-    /// Rows of the current group, once read again.
-    rows: Vec<Row>,
+    current: Current,
+    /// The entries of the current key group.
+    group: Vec<GroupEntry>,
 }
 
-impl<'a> IndexCursor<'a> {
-    fn new(
-        side: Side,
-        index: SortedIndex,
-        file: &'a mut dyn IndexedFile,
-    ) -> Result<Self, (Side, SourceError)> {
+enum Current {
+    Short(ShortEntry),
+    General {
+        bytes: Vec<u8>,
+        key_len: usize,
+        entry: GroupEntry,
+    },
+    End,
+}
+
+impl IndexCursor {
+    fn new(side: Side, index: SortedIndex) -> Result<Self, (Side, SourceError)> {
         let mut cursor = IndexCursor {
             side,
             index,
-            file,
-            entry: Vec::new(),
-            key_len: 0,
+            current: Current::End,
             group: Vec::new(),
-            rows: Vec::new(),
         };
         cursor.advance()?;
         Ok(cursor)
     }
 
     fn advance(&mut self) -> Result<(), (Side, SourceError)> {
-        match self.index.next_raw(&mut self.entry) {
-            Ok(Some(key_len)) if self.entry.len() == key_len + ENTRY_LEN => {
-                self.key_len = key_len;
+        match &mut self.index {
+            SortedIndex::Short(entries) => {
+                self.current = entries.next().map_or(Current::End, Current::Short);
                 Ok(())
             }
-            Ok(Some(_)) => Err((
-                self.side,
-                SourceError::Read("a sorted index entry is corrupt".into()),
-            )),
-            Ok(None) => {
-                self.entry.clear();
-                self.key_len = 0;
+            SortedIndex::Rows(rows) => {
+                let mut bytes = match std::mem::replace(&mut self.current, Current::End) {
+                    Current::General { bytes, .. } => bytes,
+                    _ => Vec::new(),
+                };
+                match rows.next_raw(&mut bytes).map_err(|e| (self.side, e))? {
+                    Some(key_len) => {
+                        let entry = bytes
+                            .get(key_len..)
+                            .filter(|entry| entry.len() == ENTRY_LEN)
+                            .and_then(GroupEntry::parse)
+                            .ok_or_else(|| {
+                                (
+                                    self.side,
+                                    SourceError::Read("a sorted index entry is corrupt".into()),
+                                )
+                            })?;
+                        self.current = Current::General {
+                            bytes,
+                            key_len,
+                            entry,
+                        };
+                    }
+                    None => self.current = Current::End,
+                }
                 Ok(())
             }
-            Err(e) => Err((self.side, e)),
         }
     }
 
     fn key(&self) -> Option<&[u8]> {
-        (!self.entry.is_empty()).then(|| &self.entry[..self.key_len])
+        match &self.current {
+            Current::Short(entry) => Some(entry.key_bytes()),
+            Current::General { bytes, key_len, .. } => Some(&bytes[..*key_len]),
+            Current::End => None,
+        }
     }
 
     /// Takes every entry whose key is `key` into the group (none when this side lacks it).
     fn take_group(&mut self, key: &[u8]) -> Result<(), (Side, SourceError)> {
         self.group.clear();
-        self.rows.clear();
         while self.key() == Some(key) {
-            let mut entry = [0u8; ENTRY_LEN];
-            entry.copy_from_slice(&self.entry[self.key_len..]);
+            let entry = match &self.current {
+                Current::Short(entry) => entry.entry(),
+                Current::General { entry, .. } => *entry,
+                Current::End => break,
+            };
             self.group.push(entry);
             self.advance()?;
         }
@@ -331,47 +382,108 @@ impl<'a> IndexCursor<'a> {
     }
 
     /// The group's digest when it is one row with a valid digest.
-    fn single_digest(&self) -> Option<&[u8]> {
+    fn single_digest(&self) -> Option<&[u8; DIGEST_LEN]> {
         match self.group.as_slice() {
-            [entry] if entry[0] == 1 => Some(&entry[1..=DIGEST_LEN]),
+            [entry] => entry.digest.as_ref(),
             _ => None,
         }
     }
 
-    /// Reads the group's rows again, checking they still have the indexed key.
-    fn read_rows(&mut self, key: &crate::source::Key) -> Result<(), (Side, SourceError)> {
-        for entry in &self.group {
-            let mut locator = [0u8; 8];
-            locator.copy_from_slice(&entry[1 + DIGEST_LEN..]);
-            let row = self
-                .file
-                .read_at(u64::from_le_bytes(locator))
-                .map_err(|e| (self.side, e))?;
-            if row.key != *key {
-                let message = format!(
-                    "the file changed while recon read it (key {key} became {})",
-                    row.key
-                );
-                return Err((self.side, SourceError::Read(message)));
-            }
-            self.rows.push(row);
+    /// The locators of the group's rows.
+    fn locators(&self) -> Vec<u64> {
+        self.group.iter().map(|entry| entry.locator).collect()
+    }
+}
+
+/// Key groups whose rows are read again together: each file on its own thread.
+const REREAD_BATCH: usize = 1024;
+
+/// A key group to read again and compare: its key and where its rows are on each side.
+struct Reread {
+    key: Key,
+    owner: Vec<u64>,
+    replica: Vec<u64>,
+}
+
+/// The two files, for reading rows again, and the groups waiting to be.
+struct Rereads<'a> {
+    owner: &'a mut dyn IndexedFile,
+    replica: &'a mut dyn IndexedFile,
+    batch: Vec<Reread>,
+}
+
+impl Rereads<'_> {
+    /// Reads the batch's rows from both files at once, then compares its groups in key
+    /// order.
+    fn flush<S: GroupSink>(
+        &mut self,
+        comparer: &mut Comparer,
+        sink: &mut S,
+    ) -> Result<(), MergeError<S::Error>> {
+        let batch = std::mem::take(&mut self.batch);
+        let (owner, replica) = (&mut *self.owner, &mut *self.replica);
+        let (owner_rows, replica_rows) = std::thread::scope(|scope| {
+            let owner_task = scope.spawn(|| read_rows(owner, &batch, |group| &group.owner));
+            let replica_rows = read_rows(replica, &batch, |group| &group.replica);
+            let owner_rows = owner_task.join().unwrap_or_else(|_| {
+                Err(SourceError::Read(
+                    "reading the owner again stopped unexpectedly".into(),
+                ))
+            });
+            (owner_rows, replica_rows)
+        });
+        let owner_rows = owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?;
+        let replica_rows = replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?;
+        for ((group, owner), replica) in batch.iter().zip(&owner_rows).zip(&replica_rows) {
+            let outcome = comparer.compare_group(&group.key, owner, replica);
+            sink.group(&group.key, owner, replica, outcome)
+                .map_err(MergeError::Sink)?;
         }
         Ok(())
     }
 }
 
+/// Reads the rows of one side of every group again, checking they still have the
+/// indexed key.
+fn read_rows(
+    file: &mut dyn IndexedFile,
+    batch: &[Reread],
+    locators: impl Fn(&Reread) -> &Vec<u64>,
+) -> Result<Vec<Vec<Row>>, SourceError> {
+    batch
+        .iter()
+        .map(|group| {
+            locators(group)
+                .iter()
+                .map(|&locator| {
+                    let row = file.read_at(locator)?;
+                    if row.key != group.key {
+                        let message = format!(
+                            "the file changed while recon read it (key {} became {})",
+                            group.key, row.key
+                        );
+                        return Err(SourceError::Read(message));
+                    }
+                    Ok(row)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Merge-joins two sorted indexes; keys with equal single digests on both sides are
 /// consistent without reading their rows.
 fn merge_indexes<S: GroupSink>(
-    owner: &mut IndexCursor<'_>,
-    replica: &mut IndexCursor<'_>,
+    owner: &mut IndexCursor,
+    replica: &mut IndexCursor,
+    files: &mut Rereads<'_>,
     comparer: &mut Comparer,
     sink: &mut S,
 ) -> Result<(), MergeError<S::Error>> {
     let mut key_bytes = Vec::new();
     loop {
         let order = match (owner.key(), replica.key()) {
-            (None, None) => return Ok(()),
+            (None, None) => return files.flush(comparer, sink),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (Some(o), Some(r)) => o.cmp(r),
@@ -391,11 +503,14 @@ fn merge_indexes<S: GroupSink>(
             continue;
         }
         let key = decode_key(&key_bytes).map_err(|e| MergeError::Source(key_side, e))?;
-        owner.read_rows(&key)?;
-        replica.read_rows(&key)?;
-        let outcome = comparer.compare_group(&key, &owner.rows, &replica.rows);
-        sink.group(&key, &owner.rows, &replica.rows, outcome)
-            .map_err(MergeError::Sink)?;
+        files.batch.push(Reread {
+            key,
+            owner: owner.locators(),
+            replica: replica.locators(),
+        });
+        if files.batch.len() == REREAD_BATCH {
+            files.flush(comparer, sink)?;
+        }
     }
 }
 
@@ -452,11 +567,15 @@ mod tests {
                 expected.push((bytes, key_len));
             }
             expected.sort_by(|a, b| a.0[..a.1].cmp(&b.0[..b.1]));
-            let mut index = builder.finish().expect("finish");
+            let mut cursor = IndexCursor::new(Side::Owner, builder.finish().expect("finish")).expect("cursor");
             let mut got = Vec::new();
-            let mut entry = Vec::new();
-            while let Some(key_len) = index.next_raw(&mut entry).expect("next") {
-                got.push((entry.clone(), key_len));
+            while let Some(key) = cursor.key().map(<[u8]>::to_vec) {
+                cursor.take_group(&key).expect("group");
+                for entry in &cursor.group {
+                    let mut bytes = key.clone();
+                    push_entry(&mut bytes, entry.digest.as_ref(), entry.locator);
+                    got.push((bytes, key.len()));
+                }
             }
             prop_assert_eq!(got, expected);
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::records::{Record, Records};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
-    IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error,
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
     key_part_from_text, open_error, set_key_part,
 };
 use crate::job::CsvConfig;
@@ -28,7 +28,7 @@ pub struct CsvSource {
     /// The last indexed scan, resolved against the columns.
     resolved: Option<Resolved>,
     /// The file kept open for reading single records again.
-    reread: Option<Records<File>>,
+    reread: Option<Records<ReadAt>>,
 }
 
 impl CsvSource {
@@ -207,7 +207,10 @@ impl IndexedFile for CsvSource {
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
         let mut reader = match self.reread.take() {
             Some(reader) => reader,
-            None => reader(&self.config, REREAD_BUFFER)?,
+            None => {
+                let file = File::open(&self.config.path).map_err(|e| open_error(&self.config.path, e))?;
+                Records::new(ReadAt::new(file), self.config.delimiter, REREAD_BUFFER, 0)
+            }
         };
         let row = self.row_at(&mut reader, locator);
         self.reread = Some(reader);
@@ -217,7 +220,7 @@ impl IndexedFile for CsvSource {
 
 impl CsvSource {
     /// The record starting at `locator`, read with `reader`, as a row of the indexed scan.
-    fn row_at(&self, reader: &mut Records<File>, locator: u64) -> Result<Row, SourceError> {
+    fn row_at(&self, reader: &mut Records<ReadAt>, locator: u64) -> Result<Row, SourceError> {
         let reread_error = |e: &dyn std::fmt::Display| {
             SourceError::Read(format!("cannot read a record again at byte {locator}: {e}"))
         };

@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
-    IndexedFile, READ_BUFFER, REREAD_BUFFER, RecordView, Scan, blocking, column_index, key_error, key_part,
-    open_error,
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
+    key_part, open_error,
 };
 use crate::job::JsonlConfig;
 use crate::source::value::Cell;
@@ -35,7 +35,7 @@ pub struct JsonlSource {
     /// The last indexed scan and where it finds its columns.
     indexed: Option<(ScanSpec, Plan)>,
     /// A reader kept for reading single lines again.
-    reread: Option<BufReader<File>>,
+    reread: Option<BufReader<ReadAt>>,
 }
 
 impl JsonlSource {
@@ -230,7 +230,8 @@ impl IndexedFile for JsonlSource {
             Some(input) => input,
             None => {
                 let file = File::open(&self.config.path).map_err(|e| open_error(&self.config.path, e))?;
-                self.reread.insert(BufReader::with_capacity(REREAD_BUFFER, file))
+                self.reread
+                    .insert(BufReader::with_capacity(REREAD_BUFFER, ReadAt::new(file)))
             }
         };
         input

@@ -7,6 +7,8 @@ pub mod jsonl;
 pub mod records;
 pub mod spill_sort;
 
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::source::value::Cell;
@@ -16,8 +18,46 @@ use spill_sort::SortedRows;
 
 /// Read buffer for files: large, because a scan reads the whole file once.
 const READ_BUFFER: usize = 256 * 1024;
-/// Read buffer for reading single records again: about one record.
-const REREAD_BUFFER: usize = 4 * 1024;
+/// Read buffer for reading single records again: a few records (a longer one grows it).
+const REREAD_BUFFER: usize = 512;
+
+/// A file read with positioned reads (`pread`), for reading single records again: a
+/// seek only moves the offset, so each record costs one system call and copies about
+/// its own size.
+struct ReadAt {
+    file: File,
+    offset: u64,
+}
+
+impl ReadAt {
+    fn new(file: File) -> ReadAt {
+        ReadAt { file, offset: 0 }
+    }
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.offset)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ReadAt {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let offset = match to {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::Current(delta) => self.offset.checked_add_signed(delta),
+            SeekFrom::End(delta) => self.file.metadata()?.len().checked_add_signed(delta),
+        };
+        self.offset =
+            offset.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.offset)
+    }
+}
 
 /// Runs blocking work (reading, sorting, spilling) from async code: inside a
 /// multi-threaded runtime the worker hands its other tasks off first; elsewhere (no
