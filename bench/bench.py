@@ -730,16 +730,7 @@ class Bench:
                          check=self.floor_check(ds, d), display=f"target/release/examples/csv_floor owner.csv replica-{d}.csv"),
                     self.recon_tool(name, job, exp, "recon", server=False),
                 ]
-                for limit in ("", "512MB"):
-                    dd_out = self.work / f"duckdb-{d}-{limit or 'default'}.jsonl"
-                    def dd_check(m: Measure, exp=exp, dd_out=dd_out):
-                        if m.status != 0:
-                            return False, f"WRONG: exit {m.status}: {m.stderr.strip()[-300:]}"
-                        return judge(exp, duckdb_answer(dd_out))
-                    cmd = [str(self.venv_python), str(BENCH / "duckdb_diff.py"), str(o), str(r), str(dd_out)] + ([limit] if limit else [])
-                    label = "DuckDB " + ("memory_limit 512MB" if limit else "default settings")
-                    tools.append(Tool(label, "peer", cmd, check=dd_check,
-                                      display=f"python bench/duckdb_diff.py owner.csv replica-{d}.csv $OUT.jsonl {limit}".rstrip()))
+                tools += self.duckdb_tools(exp, o, r, d, "csv")
                 cases.append(Case("csv", d, tools))
             if "jsonl" in only:
                 name = f"jsonl-{d}"
@@ -751,8 +742,24 @@ class Bench:
                          display=f"cat owner.jsonl replica-{d}.jsonl > /dev/null"),
                     self.recon_tool(name, job, exp, "recon", server=False),
                 ]
+                tools += self.duckdb_tools(exp, o, r, d, "jsonl")
                 cases.append(Case("jsonl", d, tools))
         return cases
+
+    def duckdb_tools(self, exp: Expected, o: Path, r: Path, d: int, ext: str) -> list[Tool]:
+        """DuckDB's typed FULL OUTER JOIN of the two files, default and at 512MB."""
+        tools = []
+        for limit in ("", "512MB"):
+            dd_out = self.work / f"duckdb-{ext}-{d}-{limit or 'default'}.jsonl"
+            def dd_check(m: Measure, exp=exp, dd_out=dd_out):
+                if m.status != 0:
+                    return False, f"WRONG: exit {m.status}: {m.stderr.strip()[-300:]}"
+                return judge(exp, duckdb_answer(dd_out))
+            cmd = [str(self.venv_python), str(BENCH / "duckdb_diff.py"), str(o), str(r), str(dd_out)] + ([limit] if limit else [])
+            label = "DuckDB " + ("memory_limit 512MB" if limit else "default settings")
+            tools.append(Tool(label, "peer", cmd, check=dd_check,
+                              display=f"python bench/duckdb_diff.py owner.{ext} replica-{d}.{ext} $OUT.jsonl {limit}".rstrip()))
+        return tools
 
     def floor_check(self, ds: Dataset, d: int):
         exp = ds.expected[d]
@@ -888,14 +895,15 @@ def targets(rows: list[dict], diffs: list[int], n_rows: int) -> list[tuple[str, 
             x = rd["wall_median"] / rc["wall_median"]
             out.append((f"PG→PG {d:,} diffs: recon ≥ {want}× faster than reladiff",
                         f"{x:.2f}× ({rc['wall_median']:.2f}s vs {rd['wall_median']:.2f}s)", verdict(x >= want, rc)))
-    for d in diffs:
-        rc = find(rows, "csv", d, "recon")
-        for label in ("DuckDB default settings", "DuckDB memory_limit 512MB"):
-            dd = find(rows, "csv", d, label)
-            if rc and dd:
-                x = dd["wall_median"] / rc["wall_median"]
-                out.append((f"CSV unsorted {d:,} diffs: recon ≥ 2× faster than {label}",
-                            f"{x:.2f}× ({rc['wall_median']:.2f}s vs {dd['wall_median']:.2f}s)", verdict(x >= 2, rc)))
+    for store, title in (("csv", "CSV"), ("jsonl", "JSON Lines")):
+        for d in diffs:
+            rc = find(rows, store, d, "recon")
+            for label in ("DuckDB default settings", "DuckDB memory_limit 512MB"):
+                dd = find(rows, store, d, label)
+                if rc and dd:
+                    x = dd["wall_median"] / rc["wall_median"]
+                    out.append((f"{title} unsorted {d:,} diffs: recon ≥ 2× faster than {label}",
+                                f"{x:.2f}× ({rc['wall_median']:.2f}s vs {dd['wall_median']:.2f}s)", verdict(x >= 2, rc)))
     for d in diffs:
         rc, rd = find(rows, "pg", d, "recon"), find(rows, "pg", d, "reladiff 0.6")
         if rc and rd:

@@ -1,6 +1,8 @@
-"""DuckDB peer for bench/bench.py: a typed FULL OUTER JOIN of two CSV files on `id`.
+"""DuckDB peer for bench/bench.py: a typed FULL OUTER JOIN of two CSV files (or two JSON
+Lines files, by their `.jsonl` extension) on `id`.
 
     python duckdb_diff.py OWNER.csv REPLICA.csv OUT.jsonl [MEMORY_LIMIT]
+    python duckdb_diff.py OWNER.jsonl REPLICA.jsonl OUT.jsonl [MEMORY_LIMIT]
 
 Writes one JSON object per difference to OUT.jsonl:
 {"kind": "missing_in_replica" | "missing_in_owner" | "mismatch", "id": N, "fields": [...]}
@@ -27,9 +29,11 @@ COLUMNS = {
 FIELDS = [c for c in COLUMNS if c != "id"]
 
 
-def read_csv(path: str) -> str:
+def read_file(path: str) -> str:
     columns = ", ".join(f"'{name}': '{ty}'" for name, ty in COLUMNS.items())
     quoted = path.replace("'", "''")
+    if path.endswith(".jsonl"):
+        return f"read_json('{quoted}', format = 'newline_delimited', columns = {{{columns}}})"
     return f"read_csv('{quoted}', header = true, delim = ',', quote = '\"', columns = {{{columns}}})"
 
 
@@ -53,8 +57,8 @@ def main() -> int:
                CASE WHEN o.id IS NOT NULL AND r.id IS NOT NULL
                     THEN list_filter([{field_list}], lambda x: x IS NOT NULL)
                     ELSE [] END AS fields
-        FROM {read_csv(owner)} AS o
-        FULL OUTER JOIN {read_csv(replica)} AS r ON o.id = r.id
+        FROM {read_file(owner)} AS o
+        FULL OUTER JOIN {read_file(replica)} AS r ON o.id = r.id
         WHERE o.id IS NULL OR r.id IS NULL OR {differs}
     """
     rows = con.execute(sql).fetchall()
