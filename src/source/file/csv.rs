@@ -10,7 +10,7 @@ use super::records::{Record, Records};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
-    key_part_from_text, open_error, set_key_part,
+    key_part_from_text, open_error, recycle, set_key_part,
 };
 use crate::job::CsvConfig;
 use crate::source::value::Cell;
@@ -158,12 +158,6 @@ impl CsvSource {
         }
         Ok(())
     }
-}
-
-/// An emptied vector of cells, its allocation kept for cells of another lifetime.
-fn recycle<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
-    cells.clear();
-    cells.into_iter().map(|_| Cell::Null).collect()
 }
 
 /// Where a scan's key columns and other columns are in a record.

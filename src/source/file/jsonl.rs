@@ -12,10 +12,11 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
+use super::flat_json::flat_members;
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
-    key_part, open_error,
+    key_part, open_error, recycle,
 };
 use crate::job::JsonlConfig;
 use crate::source::value::Cell;
@@ -148,19 +149,30 @@ impl JsonlSource {
     }
 }
 
-/// The members `plan` wants from one line, as their JSON text borrowed from it.
-fn members<'a>(plan: &Plan, line: u64, text: &'a str) -> Result<Vec<Option<&'a RawValue>>, SourceError> {
-    let mut slots = vec![None; plan.members.len()];
+/// The members `plan` wants from one line, as their JSON text borrowed from it, into
+/// `slots` (one per member). A flat object is read directly; any other line goes through
+/// serde_json.
+fn members<'a>(
+    plan: &Plan,
+    line: u64,
+    text: &'a str,
+    slots: &mut Vec<Option<&'a str>>,
+) -> Result<(), SourceError> {
+    slots.clear();
+    slots.resize(plan.members.len(), None);
+    if flat_members(text, &plan.members, slots) {
+        return Ok(());
+    }
+    slots.iter_mut().for_each(|slot| *slot = None);
     let seed = WantedMembers {
         members: &plan.members,
-        slots: &mut slots,
+        slots,
     };
-    parse_object(text, line, seed)?;
-    Ok(slots)
+    parse_object(text, line, seed)
 }
 
 /// The key one line holds, for the scan `spec`.
-fn key_of(spec: &ScanSpec, plan: &Plan, slots: &[Option<&RawValue>], line: u64) -> Result<Key, SourceError> {
+fn key_of(spec: &ScanSpec, plan: &Plan, slots: &[Option<&str>], line: u64) -> Result<Key, SourceError> {
     let mut parts = Vec::with_capacity(spec.key.len());
     for (n, lookup) in plan.lookups[..spec.key.len()].iter().enumerate() {
         let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
@@ -172,7 +184,8 @@ fn key_of(spec: &ScanSpec, plan: &Plan, slots: &[Option<&RawValue>], line: u64) 
 
 /// The row one line holds, for the scan `spec` as `plan` finds its columns.
 fn row_of(spec: &ScanSpec, plan: &Plan, line: u64, text: &str) -> Result<Row, SourceError> {
-    let slots = members(plan, line, text)?;
+    let mut slots = Vec::new();
+    members(plan, line, text, &mut slots)?;
     let values = plan.lookups[spec.key.len()..]
         .iter()
         .map(|lookup| lookup.value(&slots, line))
@@ -195,24 +208,35 @@ impl IndexedFile for JsonlSource {
         // Values that are not their own JSON text (an escaped string, an array, a
         // pointer into a member), decoded.
         let mut decoded: Vec<Value> = vec![Value::Null; value_lookups.len()];
+        let mut slots: Vec<Option<&str>> = Vec::new();
+        let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(value_lookups.len());
+        let mut undecoded = Vec::new();
         while let Some((line, start, text)) = lines.next()? {
-            let slots = members(&plan, line, text)?;
+            let mut slots = recycle(std::mem::take(&mut slots));
+            members(&plan, line, text, &mut slots)?;
             let key = key_of(spec, &plan, &slots, line)?;
-            for (lookup, decoded) in value_lookups.iter().zip(decoded.iter_mut()) {
-                if lookup.cell(&slots).is_none() {
-                    *decoded = lookup.value(&slots, line)?;
+            let mut cells = recycle(std::mem::take(&mut recycled));
+            undecoded.clear();
+            for (n, (lookup, decoded)) in value_lookups.iter().zip(decoded.iter_mut()).enumerate() {
+                match lookup.cell(&slots) {
+                    Some(cell) => cells.push(cell),
+                    None => {
+                        *decoded = lookup.value(&slots, line)?;
+                        cells.push(Cell::Null);
+                        undecoded.push(n);
+                    }
                 }
             }
-            let cells: Vec<Cell<'_>> = value_lookups
-                .iter()
-                .zip(&decoded)
-                .map(|(lookup, decoded)| lookup.cell(&slots).unwrap_or_else(|| decoded.cell()))
-                .collect();
+            // Decoded values are borrowed once they are all in place.
+            for &n in &undecoded {
+                cells[n] = decoded[n].cell();
+            }
             visit(RecordView {
                 locator: start,
                 key: &key.0,
                 values: &cells,
             })?;
+            recycled = recycle(cells);
         }
         self.indexed = Some((spec.clone(), plan));
         Ok(())
@@ -302,14 +326,14 @@ struct Lookup {
 impl Lookup {
     /// The column's value borrowed from the line, when its JSON text is the value: null,
     /// a boolean, a number, or a string without escapes. `None` otherwise.
-    fn cell<'a>(&self, slots: &[Option<&'a RawValue>]) -> Option<Cell<'a>> {
+    fn cell<'a>(&self, slots: &[Option<&'a str>]) -> Option<Cell<'a>> {
         if self.rest.is_some() {
             return None;
         }
         let Some(raw) = slots[self.slot] else {
             return Some(Cell::Null);
         };
-        let text = raw.get().trim_ascii();
+        let text = raw.trim_ascii();
         Some(match text.as_bytes().first()? {
             b'n' => Cell::Null,
             b't' => Cell::Bool(true),
@@ -333,14 +357,14 @@ impl Lookup {
     }
 
     /// The column's value, decoded.
-    fn value(&self, slots: &[Option<&RawValue>], line: u64) -> Result<Value, SourceError> {
+    fn value(&self, slots: &[Option<&str>], line: u64) -> Result<Value, SourceError> {
         if let Some(cell) = self.cell(slots) {
             return Ok(cell.to_value());
         }
         let Some(raw) = slots[self.slot] else {
             return Ok(Value::Null);
         };
-        let json: Json = serde_json::from_str(raw.get())
+        let json: Json = serde_json::from_str(raw)
             .map_err(|e| SourceError::Read(format!("line {line}: invalid JSON: {e}")))?;
         Ok(match &self.rest {
             None => to_value(json),
@@ -525,7 +549,7 @@ impl<'de> Visitor<'de> for AllMembers {
 /// Finds the members a scan needs, keeping each one's JSON text, and skips the rest.
 struct WantedMembers<'s, 'de> {
     members: &'s [String],
-    slots: &'s mut [Option<&'de RawValue>],
+    slots: &'s mut [Option<&'de str>],
 }
 
 impl<'de> DeserializeSeed<'de> for WantedMembers<'_, 'de> {
@@ -546,7 +570,7 @@ impl<'de> Visitor<'de> for WantedMembers<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(slot) = map.next_key_seed(MemberSlot(self.members))? {
             match slot {
-                Some(slot) => self.slots[slot] = Some(map.next_value::<&'de RawValue>()?),
+                Some(slot) => self.slots[slot] = Some(map.next_value::<&'de RawValue>()?.get()),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }

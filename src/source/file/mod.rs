@@ -3,6 +3,7 @@
 //! The helpers here resolve columns, build keys and run blocking reads; no format lives here.
 
 pub mod csv;
+mod flat_json;
 pub mod jsonl;
 pub mod records;
 pub mod spill_sort;
@@ -57,6 +58,13 @@ impl Seek for ReadAt {
             offset.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.offset)
     }
+}
+
+/// An emptied vector, its allocation kept for items of another lifetime (borrowing the
+/// next record instead of the last): collecting an empty iterator in place reuses it.
+fn recycle<T, U>(mut items: Vec<T>) -> Vec<U> {
+    items.clear();
+    items.into_iter().filter_map(|_| None).collect()
 }
 
 /// Runs blocking work (reading, sorting, spilling) from async code: inside a
@@ -199,5 +207,23 @@ mod test_support {
             rows.extend(page);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recycle;
+    use crate::source::value::Cell;
+
+    #[test]
+    fn recycling_a_vector_keeps_its_allocation() {
+        let text = String::from("x");
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(64);
+        cells.push(Cell::Text(&text));
+        let cells: Vec<Cell<'static>> = recycle(cells);
+        assert!(cells.is_empty());
+        assert!(cells.capacity() >= 64, "capacity {}", cells.capacity());
+        let slots: Vec<Option<&str>> = recycle(vec![Some(text.as_str()); 16]);
+        assert!(slots.capacity() >= 16);
     }
 }

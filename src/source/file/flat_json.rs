@@ -1,0 +1,296 @@
+//! A fast reader of the common JSON Lines object: flat (no nested object or array), no
+//! escapes in names or strings. It finds the wanted members' JSON text without building
+//! anything, and validates the line as strictly as serde_json does. Anything else (a
+//! nested value, an escape, invalid JSON) is left to serde_json, which is the authority
+//! on what a line means and how it is wrong: this reader only answers when it is sure.
+
+/// The raw JSON text of each wanted member of `text` (by position in `names`; the last
+/// occurrence wins, as serde_json's visitor does), or `false` when the line is not a
+/// flat object this reader vouches for. `slots` must have one entry per name.
+pub fn flat_members<'a>(text: &'a str, names: &[String], slots: &mut [Option<&'a str>]) -> bool {
+    let bytes = text.as_bytes();
+    slots.iter_mut().for_each(|slot| *slot = None);
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return false;
+    }
+    at = skip_space(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return skip_space(bytes, at + 1) == bytes.len();
+    }
+    // Members usually come in the same order on every line: try the one after the last
+    // match first.
+    let mut hint = 0;
+    loop {
+        let Some(name_end) = plain_string(bytes, at) else {
+            return false;
+        };
+        let name = &text[at + 1..name_end - 1];
+        at = skip_space(bytes, name_end);
+        if bytes.get(at) != Some(&b':') {
+            return false;
+        }
+        let value_start = skip_space(bytes, at + 1);
+        let Some(value_end) = scalar(bytes, value_start) else {
+            return false;
+        };
+        if let Some(slot) = find(names, name, hint) {
+            slots[slot] = Some(&text[value_start..value_end]);
+            hint = slot + 1;
+        }
+        at = skip_space(bytes, value_end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b'}') => return skip_space(bytes, at + 1) == bytes.len(),
+            _ => return false,
+        }
+    }
+}
+
+fn find(names: &[String], name: &str, hint: usize) -> Option<usize> {
+    if names.get(hint).is_some_and(|n| n == name) {
+        return Some(hint);
+    }
+    names.iter().position(|n| n == name)
+}
+
+/// JSON's whitespace: space, tab, line feed, carriage return.
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The end (after the closing quote) of a string at `at` without escapes or control
+/// characters.
+fn plain_string(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    // Byte by byte: strings here are short, and every byte needs the control check.
+    let mut end = at + 1;
+    loop {
+        match *bytes.get(end)? {
+            b'"' => return Some(end + 1),
+            b'\\' | 0..0x20 => return None,
+            _ => end += 1,
+        }
+    }
+}
+
+/// The end of the scalar at `at`: a plain string, a number, `true`, `false` or `null`.
+fn scalar(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => plain_string(bytes, at),
+        b't' => literal(bytes, at, b"true"),
+        b'f' => literal(bytes, at, b"false"),
+        b'n' => literal(bytes, at, b"null"),
+        b'-' | b'0'..=b'9' => number(bytes, at),
+        _ => None,
+    }
+}
+
+fn literal(bytes: &[u8], at: usize, word: &[u8]) -> Option<usize> {
+    bytes[at..].starts_with(word).then_some(at + word.len())
+}
+
+/// The end of a number at `at`, in JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
+/// ([eE] [+-]? [0-9]+)?`.
+fn number(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if bytes.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match bytes.get(at)? {
+        b'0' => at += 1,
+        b'1'..=b'9' => at += digits(at),
+        _ => return None,
+    }
+    if bytes.get(at) == Some(&b'.') {
+        let n = digits(at + 1);
+        if n == 0 {
+            return None;
+        }
+        at += 1 + n;
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(bytes.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        let n = digits(at);
+        if n == 0 {
+            return None;
+        }
+        at += n;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde::Deserializer;
+    use serde::de::{MapAccess, Visitor};
+    use serde_json::Value as Json;
+
+    use super::*;
+
+    fn names() -> Vec<String> {
+        ["id", "a", "b"].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// What serde_json makes of the line: for each wanted name, the value of its last
+    /// occurrence; `None` when the line is not a JSON object.
+    fn by_serde(text: &str) -> Option<Vec<Option<Json>>> {
+        struct All;
+        impl<'de> Visitor<'de> for All {
+            type Value = Vec<(String, Json)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    all.push(entry);
+                }
+                Ok(all)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let all = de.deserialize_map(All).ok()?;
+        de.end().ok()?;
+        Some(
+            names()
+                .iter()
+                .map(|n| all.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+                .collect(),
+        )
+    }
+
+    /// Pieces of JSON, valid and not, flat and not.
+    fn line() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("{"),
+            Just("}"),
+            Just("\"id\""),
+            Just("\"a\""),
+            Just("\"b\""),
+            Just("\"x\""),
+            Just(":"),
+            Just(","),
+            Just(" "),
+            Just("\t"),
+            Just("\r\n"),
+            Just("1"),
+            Just("-0"),
+            Just("01"),
+            Just("1.5"),
+            Just("1."),
+            Just("2e-3"),
+            Just("1E+"),
+            Just("true"),
+            Just("fals"),
+            Just("null"),
+            Just("\"t\\\"q\""),
+            Just("\"\u{1}\""),
+            Just("[1]"),
+            Just("\"é\""),
+            Just("\"\""),
+            Just("{\"id\":1,\"a\":\"x\"}"),
+        ];
+        // Objects of members whose names and values are mostly valid, some not.
+        let name = prop_oneof![
+            Just("\"id\""),
+            Just("\"a\""),
+            Just("\"b\""),
+            Just("\"c\""),
+            Just("\"i\\u0064\""),
+            Just("id"),
+        ];
+        let value = prop_oneof![
+            Just("1"),
+            Just("-12.50"),
+            Just("0"),
+            Just("-0.0e-0"),
+            Just("3e2"),
+            Just("\"s\""),
+            Just("\"\""),
+            Just("null"),
+            Just("true"),
+            Just("false"),
+            Just("[]"),
+            Just("{}"),
+            Just("01"),
+            Just("1."),
+            Just("1E+"),
+            Just(".5"),
+            Just("+1"),
+            Just("-"),
+            Just("tru"),
+            Just("nul"),
+            Just("\"\u{1}\""),
+            Just("\"t\\\"q\""),
+            Just("\"\\u0041\""),
+            Just("\"\t\""),
+            Just("\"é\""),
+        ];
+        let space = prop_oneof![Just(""), Just(" "), Just("\t"), Just("\r\n"), Just("\u{a0}")];
+        let members =
+            proptest::collection::vec((name, space.clone(), value, space), 0..5).prop_map(|members| {
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(k, s, v, t)| format!("{k}{s}:{t}{v}{s}"))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            });
+        prop_oneof![
+            members,
+            proptest::collection::vec(piece, 0..14).prop_map(|p| p.concat()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whenever the fast reader answers, serde_json reads the same line as a JSON
+        /// object with the same values for every wanted member.
+        #[test]
+        fn answers_only_what_serde_json_agrees_with(text in line()) {
+            let names = names();
+            let mut slots = vec![None; names.len()];
+            if flat_members(&text, &names, &mut slots) {
+                let serde = by_serde(&text);
+                prop_assert!(serde.is_some(), "accepted {text:?}, which serde_json refuses");
+                let ours: Vec<Option<Json>> = slots
+                    .iter()
+                    .map(|s| s.map(|raw| serde_json::from_str(raw).expect("a member's text is JSON")))
+                    .collect();
+                prop_assert_eq!(ours, serde.unwrap_or_default());
+            }
+        }
+    }
+
+    #[test]
+    fn reads_a_flat_object_and_leaves_the_rest_to_serde_json() {
+        let names = names();
+        let mut slots = vec![None; 3];
+        assert!(flat_members(
+            " {\"a\": \"x\", \"id\":-1.5e3 ,\"c\":null}\r\n",
+            &names,
+            &mut slots
+        ));
+        assert_eq!(slots, [Some("-1.5e3"), Some("\"x\""), None]);
+        for text in [
+            "{\"a\": [1]}",
+            "{\"a\": \"\\n\"}",
+            "{\"a\": 01}",
+            "{\"a\": 1} x",
+            "[1]",
+            "{\"a\" 1}",
+        ] {
+            assert!(!flat_members(text, &names, &mut slots), "{text}");
+        }
+    }
+}
