@@ -24,7 +24,7 @@ pub fn values_digest(
 ) -> Option<[u8; DIGEST_LEN]> {
     input.clear();
     // Each field is a lone 0 for NULL, or its length plus one in a byte (255 and eight
-    // more bytes when long) and its canonical bytes: that frames every field, so different
+    // more bytes from 254 bytes on) and its canonical bytes: that frames every field, so different
     // rows never hash the same input. Few bytes to hash matter: a row of up to 64 takes
     // one compression, and most rows are near that.
     for field in fields {
@@ -42,7 +42,8 @@ pub fn values_digest(
                     shorten_instant(input, start);
                 }
                 let len = input.len() - start;
-                if len < 255 {
+                // 1 to 254 are short lengths; 255 always says eight length bytes follow.
+                if len < 254 {
                     input[head] = len as u8 + 1;
                 } else {
                     input[head] = 255;
@@ -204,6 +205,31 @@ mod tests {
         assert_eq!(
             a,
             row_digest(&[t(long), t("y".into())], &f, Side::Replica, &mut s)
+        );
+    }
+
+    /// A 254-byte value is framed as long: were its length byte 255 (the long marker),
+    /// these two rows would hash the same bytes.
+    #[test]
+    fn a_value_of_254_bytes_cannot_pass_for_a_long_one() {
+        let mut second = field(FieldType::Text);
+        second.owner_col = 1;
+        second.replica_col = 1;
+        let f = [field(FieldType::Text), second];
+        let mut s = Vec::new();
+        let t = |v: String| Value::Text(v);
+        let a = [
+            t(format!("\0\u{1}\0\0\0\0\0\0{}", "x".repeat(246))),
+            t("abcdefghi\u{b}0123456789".into()),
+        ];
+        let b = [
+            t(format!("{}\u{15}abcdefghi", "x".repeat(246))),
+            t("0123456789".into()),
+        ];
+        assert_eq!(a[0].to_plain_text().map(|v| v.len()), Some(254));
+        assert_ne!(
+            row_digest(&a, &f, Side::Owner, &mut s),
+            row_digest(&b, &f, Side::Owner, &mut s)
         );
     }
 }

@@ -15,7 +15,7 @@ use crate::compare::merge::{GroupSink, MergeError};
 use crate::job::Side;
 use crate::source::file::IndexedFile;
 use crate::source::file::spill_sort::{SortedRows, SpillSorter, decode_key};
-use crate::source::{Key, KeyPart, Row, ScanSpec, SourceError, key_bytes};
+use crate::source::{Key, KeyPart, Row, ScanSpec, SourceError, Value, key_bytes};
 
 /// An index entry's bytes after its key: whether the digest is valid, the digest, and
 /// the row's locator.
@@ -76,6 +76,7 @@ pub fn compare_indexed<S: GroupSink>(
         owner: owner.file,
         replica: replica.file,
         batch: Vec::new(),
+        hold: (owner.spec.memory_budget / 8).max(4096),
     };
     merge_indexes(&mut owner_cursor, &mut replica_cursor, &mut files, comparer, sink)?;
     Ok((owner_rows, replica_rows))
@@ -410,6 +411,9 @@ struct Rereads<'a> {
     owner: &'a mut dyn IndexedFile,
     replica: &'a mut dyn IndexedFile,
     batch: Vec<Reread>,
+    /// Bytes of rows read again that each side may hold at once (a batch is compared in
+    /// parts when its rows are larger).
+    hold: usize,
 }
 
 impl Rereads<'_> {
@@ -421,54 +425,80 @@ impl Rereads<'_> {
         sink: &mut S,
     ) -> Result<(), MergeError<S::Error>> {
         let batch = std::mem::take(&mut self.batch);
-        let (owner, replica) = (&mut *self.owner, &mut *self.replica);
-        let (owner_rows, replica_rows) = std::thread::scope(|scope| {
-            let owner_task = scope.spawn(|| read_rows(owner, &batch, |group| &group.owner));
-            let replica_rows = read_rows(replica, &batch, |group| &group.replica);
-            let owner_rows = owner_task.join().unwrap_or_else(|_| {
-                Err(SourceError::Read(
-                    "reading the owner again stopped unexpectedly".into(),
-                ))
+        let mut done = 0;
+        while done < batch.len() {
+            let rest = &batch[done..];
+            let (owner, replica, hold) = (&mut *self.owner, &mut *self.replica, self.hold);
+            let (owner_rows, replica_rows) = std::thread::scope(|scope| {
+                let owner_task = scope.spawn(|| read_rows(owner, rest, |group| &group.owner, hold));
+                let replica_rows = read_rows(replica, rest, |group| &group.replica, hold);
+                let owner_rows = owner_task.join().unwrap_or_else(|_| {
+                    Err(SourceError::Read(
+                        "reading the owner again stopped unexpectedly".into(),
+                    ))
+                });
+                (owner_rows, replica_rows)
             });
-            (owner_rows, replica_rows)
-        });
-        let owner_rows = owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?;
-        let replica_rows = replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?;
-        for ((group, owner), replica) in batch.iter().zip(&owner_rows).zip(&replica_rows) {
-            let outcome = comparer.compare_group(&group.key, owner, replica);
-            sink.group(&group.key, owner, replica, outcome)
-                .map_err(MergeError::Sink)?;
+            let owner_rows = owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?;
+            let replica_rows = replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?;
+            // Both sides read at least one group; the side that read further reads its
+            // extra groups again with the next part.
+            let compared = owner_rows.len().min(replica_rows.len());
+            for ((group, owner), replica) in rest.iter().zip(&owner_rows).zip(&replica_rows) {
+                let outcome = comparer.compare_group(&group.key, owner, replica);
+                sink.group(&group.key, owner, replica, outcome)
+                    .map_err(MergeError::Sink)?;
+            }
+            done += compared;
         }
         Ok(())
     }
 }
 
-/// Reads the rows of one side of every group again, checking they still have the
-/// indexed key.
+/// Reads the rows of one side of the groups again, checking they still have the indexed
+/// key, until they hold `hold` bytes (one group at least).
 fn read_rows(
     file: &mut dyn IndexedFile,
     batch: &[Reread],
     locators: impl Fn(&Reread) -> &Vec<u64>,
+    hold: usize,
 ) -> Result<Vec<Vec<Row>>, SourceError> {
-    batch
+    let mut groups = Vec::with_capacity(batch.len());
+    let mut held = 0;
+    for group in batch {
+        if held > hold {
+            break;
+        }
+        let mut rows = Vec::with_capacity(locators(group).len());
+        for &locator in locators(group) {
+            let row = file.read_at(locator)?;
+            if row.key != group.key {
+                let message = format!(
+                    "the file changed while recon read it (key {} became {})",
+                    group.key, row.key
+                );
+                return Err(SourceError::Read(message));
+            }
+            held += row_bytes(&row);
+            rows.push(row);
+        }
+        groups.push(rows);
+    }
+    Ok(groups)
+}
+
+/// About what a row read again holds in memory.
+fn row_bytes(row: &Row) -> usize {
+    let text: usize = row
+        .values
         .iter()
-        .map(|group| {
-            locators(group)
-                .iter()
-                .map(|&locator| {
-                    let row = file.read_at(locator)?;
-                    if row.key != group.key {
-                        let message = format!(
-                            "the file changed while recon read it (key {} became {})",
-                            group.key, row.key
-                        );
-                        return Err(SourceError::Read(message));
-                    }
-                    Ok(row)
-                })
-                .collect()
+        .map(|value| match value {
+            Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            _ => 0,
         })
-        .collect()
+        .sum();
+    size_of::<Row>() + row.values.len() * size_of::<Value>() + text
 }
 
 /// Merge-joins two sorted indexes; keys with equal single digests on both sides are
@@ -519,6 +549,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::compare::{CompareField, ComparePlan, FieldRule, GroupOutcome, Relation};
+    use crate::job::CsvConfig;
+    use crate::source::file::csv::CsvSource;
+    use crate::source::{FieldType, KeyType};
 
     fn spec(budget: usize) -> ScanSpec {
         ScanSpec {
@@ -539,6 +573,87 @@ mod tests {
             1 => vec![KeyPart::Text(format!("k{n}"))],
             _ => vec![KeyPart::Text(format!("a long key, past sixteen bytes {n}"))],
         }
+    }
+
+    struct Keys(Vec<(Key, usize, usize, usize)>);
+
+    impl GroupSink for Keys {
+        type Error = ();
+        fn group(
+            &mut self,
+            key: &Key,
+            owner: &[Row],
+            replica: &[Row],
+            outcome: GroupOutcome,
+        ) -> Result<(), ()> {
+            self.0
+                .push((key.clone(), owner.len(), replica.len(), outcome.findings.len()));
+            Ok(())
+        }
+    }
+
+    /// Rows read again beyond what a side may hold are compared in parts: every key
+    /// still comes once, in key order, with its rows.
+    #[test]
+    fn groups_larger_than_the_hold_are_compared_in_parts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, tag: &str| {
+            let path = dir.path().join(name);
+            let mut text = String::from("id,v\n");
+            for id in (0..300).rev() {
+                text.push_str(&format!("{id},{tag}{}\n", "x".repeat(200)));
+            }
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let open = |path| {
+            CsvSource::open(&CsvConfig {
+                path,
+                delimiter: b',',
+                header: true,
+                null: None,
+            })
+            .expect("open")
+        };
+        let (mut owner, mut replica) = (open(write("o.csv", "a")), open(write("r.csv", "b")));
+        let mut spec = spec(64 << 10);
+        spec.key = vec!["id".into()];
+        spec.key_types = vec![KeyType::Integer];
+        spec.columns = vec!["v".into()];
+        let mut comparer = Comparer::new(ComparePlan {
+            relation: Relation::Mirror,
+            fields: vec![CompareField {
+                name: "v".into(),
+                replica_name: "v".into(),
+                rule: FieldRule::exact(FieldType::Text),
+                owner_col: 0,
+                replica_col: 0,
+                same_value_is_equal: true,
+            }],
+            owner_changed_at: None,
+            replica_changed_at: None,
+            recent_cutoff: None,
+            replica_key_cols: vec![],
+        });
+        let mut keys = Keys(Vec::new());
+        let rows = compare_indexed(
+            IndexedSide {
+                file: &mut owner,
+                spec: &spec,
+            },
+            IndexedSide {
+                file: &mut replica,
+                spec: &spec,
+            },
+            &mut comparer,
+            &mut keys,
+            &|_, _| {},
+        );
+        assert_eq!(rows.ok(), Some((300, 300)));
+        let expected: Vec<_> = (0..300)
+            .map(|id| (Key(vec![KeyPart::Int(id)]), 1, 1, 1))
+            .collect();
+        assert_eq!(keys.0, expected);
     }
 
     proptest! {
