@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use super::flat_json::flat_members;
 use super::spill_sort::{SortedRows, SpillSorter};
+use super::window::Window;
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
     key_part, open_error, recycle,
@@ -208,11 +209,11 @@ impl IndexedFile for JsonlSource {
         // Values that are not their own JSON text (an escaped string, an array, a
         // pointer into a member), decoded.
         let mut decoded: Vec<Value> = vec![Value::Null; value_lookups.len()];
-        let mut slots: Vec<Option<&str>> = Vec::new();
+        let mut recycled_slots: Vec<Option<&'static str>> = Vec::new();
         let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(value_lookups.len());
         let mut undecoded = Vec::new();
         while let Some((line, start, text)) = lines.next()? {
-            let mut slots = recycle(std::mem::take(&mut slots));
+            let mut slots = recycle(std::mem::take(&mut recycled_slots));
             members(&plan, line, text, &mut slots)?;
             let key = key_of(spec, &plan, &slots, line)?;
             let mut cells = recycle(std::mem::take(&mut recycled));
@@ -237,6 +238,7 @@ impl IndexedFile for JsonlSource {
                 values: &cells,
             })?;
             recycled = recycle(cells);
+            recycled_slots = recycle(slots);
         }
         self.indexed = Some((spec.clone(), plan));
         Ok(())
@@ -442,53 +444,55 @@ impl TypeSample {
 
 /// The file's non-blank lines, read into one reused buffer.
 struct Lines {
-    input: BufReader<File>,
-    buffer: Vec<u8>,
+    window: Window<File>,
+    /// The number of the line last returned.
     line: u64,
-    /// Byte offset of the line last returned.
-    line_start: u64,
-    /// Byte offset of the next line.
-    offset: u64,
 }
 
 impl Lines {
     fn open(path: &Path) -> Result<Lines, SourceError> {
         let file = File::open(path).map_err(|e| open_error(path, e))?;
         Ok(Lines {
-            input: BufReader::with_capacity(READ_BUFFER, file),
-            buffer: Vec::new(),
+            window: Window::new(file, READ_BUFFER, 0),
             line: 0,
-            line_start: 0,
-            offset: 0,
         })
     }
 
     /// The next non-blank line: its 1-based number, the byte offset it starts at, and its
-    /// text; `None` at the end.
+    /// text (with its line break); `None` at the end.
     fn next(&mut self) -> Result<Option<(u64, u64, &str)>, SourceError> {
-        loop {
-            self.buffer.clear();
-            let read = self.input.read_until(b'\n', &mut self.buffer);
-            let read = read.map_err(|e| SourceError::Read(format!("line {}: {e}", self.line + 1)))?;
-            if read == 0 {
-                return Ok(None);
-            }
+        let (start, end) = loop {
+            let unread = self.window.unread();
+            let len = match memchr::memchr(b'\n', unread) {
+                Some(n) => n + 1,
+                None if !self.window.eof => {
+                    let line = self.line + 1;
+                    self.window
+                        .fill()
+                        .map_err(|e| SourceError::Read(format!("line {line}: {e}")))?;
+                    continue;
+                }
+                None if unread.is_empty() => return Ok(None),
+                None => unread.len(),
+            };
             self.line += 1;
-            self.line_start = self.offset;
-            self.offset += read as u64;
-            let start = if self.line == 1 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
+            let bom = if self.line == 1 && unread.starts_with(b"\xEF\xBB\xBF") {
                 3
             } else {
                 0
             };
-            if self.buffer[start..].trim_ascii().is_empty() {
-                continue;
+            let blank = unread[bom..len].trim_ascii().is_empty();
+            let start = self.window.pos;
+            self.window.pos += len;
+            if !blank {
+                break (start + bom, start + len);
             }
-            let line = self.line;
-            let text = std::str::from_utf8(&self.buffer[start..])
-                .map_err(|_| SourceError::Read(format!("line {line}: invalid UTF-8")))?;
-            return Ok(Some((line, self.line_start, text)));
-        }
+        };
+        let line = self.line;
+        let offset = self.window.offset + (start as u64);
+        let text = std::str::from_utf8(&self.window.buf[start..end])
+            .map_err(|_| SourceError::Read(format!("line {line}: invalid UTF-8")))?;
+        Ok(Some((line, offset, text)))
     }
 }
 

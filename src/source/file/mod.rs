@@ -7,6 +7,7 @@ mod flat_json;
 pub mod jsonl;
 pub mod records;
 pub mod spill_sort;
+mod window;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -8,18 +8,13 @@ use std::io::{self, Read};
 
 use csv_core::ReadRecordResult;
 
+use super::window::Window;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads records from `input`, a buffer at a time.
 pub struct Records<R> {
-    input: R,
-    buf: Vec<u8>,
-    /// Where unread bytes start in `buf`, and where they end.
-    pos: usize,
-    len: usize,
-    /// The input offset of `buf[0]`.
-    offset: u64,
-    eof: bool,
+    window: Window<R>,
     /// Whether a byte-order mark may still come (only at the start of the input).
     at_start: bool,
     delimiter: u8,
@@ -57,12 +52,7 @@ impl<R: Read> Records<R> {
     /// `capacity` bytes, grown for longer records.
     pub fn new(input: R, delimiter: u8, capacity: usize, offset: u64) -> Records<R> {
         Records {
-            input,
-            buf: vec![0; capacity.max(64)],
-            pos: 0,
-            len: 0,
-            offset,
-            eof: false,
+            window: Window::new(input, capacity, offset),
             at_start: offset == 0,
             delimiter,
             quoted: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
@@ -75,21 +65,18 @@ impl<R: Read> Records<R> {
 
     /// The input itself, to seek it; call [`Records::restart`] after.
     pub fn input_mut(&mut self) -> &mut R {
-        &mut self.input
+        &mut self.window.input
     }
 
     /// Forgets what was buffered: the input now stands at `offset`.
     pub fn restart(&mut self, offset: u64) {
-        self.pos = 0;
-        self.len = 0;
-        self.offset = offset;
-        self.eof = false;
+        self.window.restart(offset);
         self.at_start = offset == 0;
     }
 
     /// The input offset of the next unread byte.
     pub fn position(&self) -> u64 {
-        self.offset + self.pos as u64
+        self.window.position()
     }
 
     /// The next record, or `None` at the end of the input.
@@ -100,7 +87,7 @@ impl<R: Read> Records<R> {
         let bytes = if self.in_unescaped {
             &self.unescaped[..]
         } else {
-            &self.buf[..self.len]
+            &self.window.buf[..self.window.len]
         };
         Ok(Some(Record {
             bytes,
@@ -113,40 +100,42 @@ impl<R: Read> Records<R> {
     fn read_next(&mut self) -> io::Result<Option<u64>> {
         loop {
             if self.at_start {
-                if self.len - self.pos < BOM.len() && !self.eof {
-                    self.fill()?;
+                if self.window.len - self.window.pos < BOM.len() && !self.window.eof {
+                    self.window.fill()?;
                     continue;
                 }
-                if self.buf[self.pos..self.len].starts_with(BOM) {
-                    self.pos += BOM.len();
+                if self.window.unread().starts_with(BOM) {
+                    self.window.pos += BOM.len();
                 }
                 self.at_start = false;
             }
-            while self.pos < self.len && matches!(self.buf[self.pos], b'\n' | b'\r') {
-                self.pos += 1;
+            while self.window.pos < self.window.len
+                && matches!(self.window.buf[self.window.pos], b'\n' | b'\r')
+            {
+                self.window.pos += 1;
             }
-            if self.pos == self.len {
-                if self.eof {
+            if self.window.pos == self.window.len {
+                if self.window.eof {
                     return Ok(None);
                 }
-                self.fill()?;
+                self.window.fill()?;
                 continue;
             }
-            let rest = &self.buf[self.pos..self.len];
+            let rest = self.window.unread();
             let line_len = match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(n) => n,
-                None if !self.eof => {
-                    self.fill()?;
+                None if !self.window.eof => {
+                    self.window.fill()?;
                     continue;
                 }
                 None => rest.len(),
             };
-            let start = self.offset + self.pos as u64;
+            let start = self.window.position();
             if memchr::memchr(b'"', &rest[..line_len]).is_some() {
                 return Ok(self.read_quoted()?.then_some(start));
             }
             self.split_line(line_len);
-            self.pos += line_len;
+            self.window.pos += line_len;
             return Ok(Some(start));
         }
     }
@@ -155,11 +144,11 @@ impl<R: Read> Records<R> {
     fn split_line(&mut self, line_len: usize) {
         self.in_unescaped = false;
         self.bounds.clear();
-        let mut field_start = self.pos;
-        let end = self.pos + line_len;
-        for at in memchr::memchr_iter(self.delimiter, &self.buf[self.pos..end]) {
-            self.bounds.push((field_start, self.pos + at));
-            field_start = self.pos + at + 1;
+        let mut field_start = self.window.pos;
+        let end = self.window.pos + line_len;
+        for at in memchr::memchr_iter(self.delimiter, &self.window.buf[self.window.pos..end]) {
+            self.bounds.push((field_start, self.window.pos + at));
+            field_start = self.window.pos + at + 1;
         }
         self.bounds.push((field_start, end));
     }
@@ -182,10 +171,10 @@ impl<R: Read> Records<R> {
                 if self.ends.len() == ended {
                     self.ends.resize((ended * 2).max(16), 0);
                 }
-                let input = if self.eof && self.pos + read == self.len {
+                let input = if self.window.eof && self.window.pos + read == self.window.len {
                     &[][..]
                 } else {
-                    &self.buf[self.pos + read..self.len]
+                    &self.window.buf[self.window.pos + read..self.window.len]
                 };
                 let (result, nin, nout, nend) =
                     self.quoted
@@ -195,20 +184,20 @@ impl<R: Read> Records<R> {
                 ended += nend;
                 match result {
                     // At the end of the input, the next round tells the parser so.
-                    ReadRecordResult::InputEmpty if self.eof => {}
+                    ReadRecordResult::InputEmpty if self.window.eof => {}
                     ReadRecordResult::InputEmpty => {
-                        self.fill()?;
+                        self.window.fill()?;
                         continue 'record;
                     }
                     ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
                     ReadRecordResult::Record => break,
                     ReadRecordResult::End => {
-                        self.pos = self.len;
+                        self.window.pos = self.window.len;
                         return Ok(false);
                     }
                 }
             }
-            self.pos += read;
+            self.window.pos += read;
             self.in_unescaped = true;
             self.bounds.clear();
             let mut field_start = 0;
@@ -217,34 +206,6 @@ impl<R: Read> Records<R> {
                 field_start = end;
             }
             return Ok(true);
-        }
-    }
-
-    /// Moves the unread bytes to the front of the buffer (growing it when they fill it)
-    /// and reads more after them; marks the end of the input.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.len, 0);
-            self.offset += self.pos as u64;
-            self.len -= self.pos;
-            self.pos = 0;
-        }
-        if self.len == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0);
-        }
-        loop {
-            match self.input.read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    self.len += n;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
         }
     }
 }

@@ -436,11 +436,25 @@ fn read_error(err: io::Error) -> SourceError {
 
 /// Writes one row's bytes to a run: key length, row length, bytes.
 fn write_entry(out: &mut impl Write, bytes: &[u8], key_len: usize) -> Result<(), SourceError> {
-    let mut head = Vec::with_capacity(20);
-    put_varint(&mut head, key_len as u64);
-    put_varint(&mut head, bytes.len() as u64);
-    out.write_all(&head).map_err(write_error)?;
+    let mut head = [0u8; 20];
+    let used = varint_into(&mut head, 0, key_len as u64);
+    let used = varint_into(&mut head, used, bytes.len() as u64);
+    out.write_all(&head[..used]).map_err(write_error)?;
     out.write_all(bytes).map_err(write_error)
+}
+
+/// Writes `v` as a varint into `buf` at `at`; returns where it ends.
+fn varint_into(buf: &mut [u8; 20], mut at: usize, mut v: u64) -> usize {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf[at] = byte;
+            return at + 1;
+        }
+        buf[at] = byte | 0x80;
+        at += 1;
+    }
 }
 
 /// Writes the rows `next` writes (already in order; `false` at the end) to a new
