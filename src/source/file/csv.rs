@@ -318,9 +318,10 @@ fn field<'r>(
     if is_null {
         return Ok(None);
     }
-    std::str::from_utf8(bytes)
+    record
+        .get_str(i)
         .map(Some)
-        .map_err(|_| invalid_utf8(path, record))
+        .ok_or_else(|| invalid_utf8(path, record))
 }
 
 fn invalid_utf8(path: &Path, record: &Record<'_>) -> SourceError {
