@@ -90,7 +90,7 @@ fn build_index(
     side: Side,
     progress: &(dyn Fn(Side, u64) + Sync),
 ) -> Result<(SortedIndex, u64), SourceError> {
-    let mut index = IndexBuilder::new(spec);
+    let mut index = IndexBuilder::new(spec, file.byte_size());
     let mut rows = 0u64;
     file.index(spec, &mut |record| {
         let digest = comparer.digest(side, record.values);
@@ -117,6 +117,9 @@ struct ShortEntry {
     /// The row's locator (low 56 bits), the key's length and whether `digest` is valid.
     meta: u64,
 }
+
+/// Entries read before the index is sized from the file's size and their spacing.
+const SIZE_SAMPLE: usize = 4096;
 
 /// The longest key bytes a [`ShortEntry`] holds.
 const SHORT_KEY: usize = 16;
@@ -181,6 +184,8 @@ fn push_entry(into: &mut Vec<u8>, digest: Option<&[u8; DIGEST_LEN]>, locator: u6
 /// key sends those to the general sorter as a run, and every entry after them.
 struct IndexBuilder {
     short: Option<Vec<ShortEntry>>,
+    /// The file's size, to size the short entries once their average spacing is known.
+    file_bytes: Option<u64>,
     /// How many short entries may be held: half the budget, since growing the vector
     /// holds its old and new buffers at once.
     max_short: usize,
@@ -190,9 +195,10 @@ struct IndexBuilder {
 }
 
 impl IndexBuilder {
-    fn new(spec: &ScanSpec) -> IndexBuilder {
+    fn new(spec: &ScanSpec, file_bytes: Option<u64>) -> IndexBuilder {
         IndexBuilder {
             short: Some(Vec::new()),
+            file_bytes,
             max_short: (spec.memory_budget / (2 * size_of::<ShortEntry>())).max(16),
             sorter: SpillSorter::new(spec.memory_budget),
             scratch: Vec::new(),
@@ -215,6 +221,14 @@ impl IndexBuilder {
                     self.flush_short()?;
                 }
                 if let Some(short) = &mut self.short {
+                    if short.len() == SIZE_SAMPLE
+                        && let Some(bytes) = self.file_bytes
+                    {
+                        // The rows the file holds if the rest is like its start, and 5% more.
+                        let spacing = (locator / SIZE_SAMPLE as u64).max(1);
+                        let rows = usize::try_from(bytes / spacing / 20 * 21).unwrap_or(usize::MAX);
+                        short.reserve_exact(rows.min(self.max_short).saturating_sub(short.len()));
+                    }
                     if short.len() == short.capacity() {
                         short.reserve_exact(short.capacity().max(1024).min(self.max_short - short.len()));
                     }
@@ -666,7 +680,7 @@ mod tests {
             long_first in any::<bool>(),
         ) {
             let mut expected = Vec::new();
-            let mut builder = IndexBuilder::new(&spec(budget));
+            let mut builder = IndexBuilder::new(&spec(budget), Some(1 << 20));
             for (locator, &(n, valid)) in rows.iter().enumerate() {
                 // Without `long_first`, long keys come only after every short one.
                 let n = if !long_first && n % 3 == 2 && locator < rows.len() / 2 { n + 1 } else { n };

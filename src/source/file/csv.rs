@@ -198,6 +198,10 @@ impl IndexedFile for CsvSource {
         })
     }
 
+    fn byte_size(&self) -> Option<u64> {
+        std::fs::metadata(&self.config.path).ok().map(|m| m.len())
+    }
+
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
         let mut reader = match self.reread.take() {
             Some(reader) => reader,

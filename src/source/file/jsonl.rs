@@ -244,6 +244,10 @@ impl IndexedFile for JsonlSource {
         Ok(())
     }
 
+    fn byte_size(&self) -> Option<u64> {
+        std::fs::metadata(&self.config.path).ok().map(|m| m.len())
+    }
+
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
         let (spec, plan) = self
             .indexed

@@ -152,6 +152,12 @@ pub trait IndexedFile: Send {
     /// The record starting at `locator` (as [`RecordView::locator`] gave it) as a row of
     /// the last indexed scan.
     fn read_at(&mut self, locator: u64) -> Result<Row, SourceError>;
+
+    /// The file's size in bytes, when known: the index is then sized once instead of
+    /// growing by copies.
+    fn byte_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Puts a key field into a reused key part slot, keeping its allocation where it can.
