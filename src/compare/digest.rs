@@ -101,6 +101,14 @@ mod tests {
         values_digest(&cells, fields, side, scratch)
     }
 
+    /// Text fields at columns 0 and 1.
+    fn two_text_fields() -> [CompareField; 2] {
+        let mut second = field(FieldType::Text);
+        second.owner_col = 1;
+        second.replica_col = 1;
+        [field(FieldType::Text), second]
+    }
+
     fn row(v: Value) -> Vec<Value> {
         vec![v]
     }
@@ -126,10 +134,7 @@ mod tests {
 
     #[test]
     fn fields_are_framed_so_moving_bytes_between_them_changes_the_digest() {
-        let mut second = field(FieldType::Text);
-        second.owner_col = 1;
-        second.replica_col = 1;
-        let f = [field(FieldType::Text), second];
+        let f = two_text_fields();
         let mut s = Vec::new();
         let t = |v: &str| Value::Text(v.into());
         let ab_c = row_digest(&[t("ab"), t("c")], &f, Side::Owner, &mut s);
@@ -191,10 +196,7 @@ mod tests {
 
     #[test]
     fn long_values_are_framed_too() {
-        let mut second = field(FieldType::Text);
-        second.owner_col = 1;
-        second.replica_col = 1;
-        let f = [field(FieldType::Text), second];
+        let f = two_text_fields();
         let mut s = Vec::new();
         let t = |v: String| Value::Text(v);
         let long = "x".repeat(300);
@@ -212,10 +214,7 @@ mod tests {
     /// these two rows would hash the same bytes.
     #[test]
     fn a_value_of_254_bytes_cannot_pass_for_a_long_one() {
-        let mut second = field(FieldType::Text);
-        second.owner_col = 1;
-        second.replica_col = 1;
-        let f = [field(FieldType::Text), second];
+        let f = two_text_fields();
         let mut s = Vec::new();
         let t = |v: String| Value::Text(v);
         let a = [

@@ -563,10 +563,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::compare::{CompareField, ComparePlan, FieldRule, GroupOutcome, Relation};
+    use crate::compare::{GroupOutcome, text_field_plan};
     use crate::job::CsvConfig;
+    use crate::job::Relation;
+    use crate::source::KeyType;
     use crate::source::file::csv::CsvSource;
-    use crate::source::{FieldType, KeyType};
 
     fn spec(budget: usize) -> ScanSpec {
         ScanSpec {
@@ -634,21 +635,7 @@ mod tests {
         spec.key = vec!["id".into()];
         spec.key_types = vec![KeyType::Integer];
         spec.columns = vec!["v".into()];
-        let mut comparer = Comparer::new(ComparePlan {
-            relation: Relation::Mirror,
-            fields: vec![CompareField {
-                name: "v".into(),
-                replica_name: "v".into(),
-                rule: FieldRule::exact(FieldType::Text),
-                owner_col: 0,
-                replica_col: 0,
-                same_value_is_equal: true,
-            }],
-            owner_changed_at: None,
-            replica_changed_at: None,
-            recent_cutoff: None,
-            replica_key_cols: vec![],
-        });
+        let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
         let mut keys = Keys(Vec::new());
         let rows = compare_indexed(
             IndexedSide {

@@ -163,7 +163,7 @@ pub async fn merge<S: GroupSink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{CompareField, ComparePlan, FieldRule, Kind};
+    use crate::compare::{FieldRule, Kind, text_field_plan};
     use crate::job::Relation;
     use crate::source::{FieldType, KeyPart, Value};
 
@@ -183,21 +183,7 @@ mod tests {
     }
 
     fn comparer(relation: Relation) -> Comparer {
-        Comparer::new(ComparePlan {
-            relation,
-            fields: vec![CompareField {
-                name: "v".into(),
-                replica_name: "v".into(),
-                rule: FieldRule::exact(FieldType::Text),
-                owner_col: 0,
-                replica_col: 0,
-                same_value_is_equal: true,
-            }],
-            owner_changed_at: None,
-            replica_changed_at: None,
-            recent_cutoff: None,
-            replica_key_cols: vec![],
-        })
+        Comparer::new(text_field_plan(relation))
     }
 
     #[derive(Default)]

@@ -347,3 +347,23 @@ impl Comparer {
         }
     }
 }
+
+/// The plan of tests that compare one text field `v`, column 0 on both sides.
+#[cfg(test)]
+pub(crate) fn text_field_plan(relation: Relation) -> ComparePlan {
+    ComparePlan {
+        relation,
+        fields: vec![CompareField {
+            name: "v".into(),
+            replica_name: "v".into(),
+            rule: FieldRule::exact(crate::source::FieldType::Text),
+            owner_col: 0,
+            replica_col: 0,
+            same_value_is_equal: true,
+        }],
+        owner_changed_at: None,
+        replica_changed_at: None,
+        recent_cutoff: None,
+        replica_key_cols: vec![],
+    }
+}

@@ -232,10 +232,10 @@ mod tests {
     use super::*;
     use crate::compare::merge::{Cursor, merge};
     use crate::compare::normalize::parse_instant;
-    use crate::compare::{CompareField, ComparePlan, FieldRule, GroupOutcome, Kind};
+    use crate::compare::{GroupOutcome, Kind, text_field_plan};
     use crate::job::Relation;
     use crate::source::batch::{CellEncoding, RowCodec};
-    use crate::source::{FieldType, Key, KeyPart, Value};
+    use crate::source::{Key, KeyPart, Value};
 
     /// Cells are UTF-8 text, every column encoded alike.
     #[derive(Debug)]
@@ -303,21 +303,14 @@ mod tests {
     }
 
     fn comparer(relation: Relation, same_value_is_equal: bool, staleness: bool) -> Comparer {
-        Comparer::new(ComparePlan {
-            relation,
-            fields: vec![CompareField {
-                name: "v".into(),
-                replica_name: "v".into(),
-                rule: FieldRule::exact(FieldType::Text),
-                owner_col: 0,
-                replica_col: 0,
-                same_value_is_equal,
-            }],
-            owner_changed_at: staleness.then_some(1),
-            replica_changed_at: staleness.then_some(1),
-            recent_cutoff: staleness.then(|| parse_instant(&changed(5)).unwrap()),
-            replica_key_cols: vec![],
-        })
+        let mut plan = text_field_plan(relation);
+        plan.fields[0].same_value_is_equal = same_value_is_equal;
+        if staleness {
+            plan.owner_changed_at = Some(1);
+            plan.replica_changed_at = Some(1);
+            plan.recent_cutoff = parse_instant(&changed(5));
+        }
+        Comparer::new(plan)
     }
 
     /// Every outcome that says anything, in key order.
