@@ -8,6 +8,7 @@
 //! a fraction.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use crate::compare::Comparer;
 use crate::compare::digest::DIGEST_LEN;
@@ -432,35 +433,47 @@ struct Rereads<'a> {
 
 impl Rereads<'_> {
     /// Reads the batch's rows from both files at once, then compares its groups in key
-    /// order.
+    /// order: in parts, when a side's rows would hold more than `hold` bytes.
     fn flush<S: GroupSink>(
         &mut self,
         comparer: &mut Comparer,
         sink: &mut S,
     ) -> Result<(), MergeError<S::Error>> {
         let batch = std::mem::take(&mut self.batch);
+        // Groups one side has read beyond what the other had, kept for the next part.
+        let (mut owner_ahead, mut replica_ahead) = (VecDeque::new(), VecDeque::new());
         let mut done = 0;
         while done < batch.len() {
-            let rest = &batch[done..];
             let (owner, replica, hold) = (&mut *self.owner, &mut *self.replica, self.hold);
+            // A side with groups in hand does not read this part.
+            let owner_from = (owner_ahead.is_empty()).then_some(&batch[done..]);
+            let replica_from = (replica_ahead.is_empty()).then_some(&batch[done..]);
             let (owner_rows, replica_rows) = std::thread::scope(|scope| {
-                let owner_task = scope.spawn(|| read_rows(owner, rest, |group| &group.owner, hold));
-                let replica_rows = read_rows(replica, rest, |group| &group.replica, hold);
-                let owner_rows = owner_task.join().unwrap_or_else(|_| {
-                    Err(SourceError::Read(
-                        "reading the owner again stopped unexpectedly".into(),
-                    ))
+                let owner_task = owner_from
+                    .map(|groups| scope.spawn(move || read_rows(owner, groups, |group| &group.owner, hold)));
+                let replica_rows = replica_from.map_or(Ok(Vec::new()), |groups| {
+                    read_rows(replica, groups, |group| &group.replica, hold)
+                });
+                let owner_rows = owner_task.map_or(Ok(Vec::new()), |task| {
+                    task.join().unwrap_or_else(|_| {
+                        Err(SourceError::Read(
+                            "reading the owner again stopped unexpectedly".into(),
+                        ))
+                    })
                 });
                 (owner_rows, replica_rows)
             });
-            let owner_rows = owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?;
-            let replica_rows = replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?;
-            // Both sides read at least one group; the side that read further reads its
-            // extra groups again with the next part.
-            let compared = owner_rows.len().min(replica_rows.len());
-            for ((group, owner), replica) in rest.iter().zip(&owner_rows).zip(&replica_rows) {
-                let outcome = comparer.compare_group(&group.key, owner, replica);
-                sink.group(&group.key, owner, replica, outcome)
+            owner_ahead.extend(owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?);
+            replica_ahead.extend(replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?);
+            // Each side holds one group at least: compare as many as both hold.
+            let compared = owner_ahead.len().min(replica_ahead.len());
+            for group in &batch[done..done + compared] {
+                let (owner, replica) = (
+                    owner_ahead.pop_front().unwrap_or_default(),
+                    replica_ahead.pop_front().unwrap_or_default(),
+                );
+                let outcome = comparer.compare_group(&group.key, &owner, &replica);
+                sink.group(&group.key, &owner, &replica, outcome)
                     .map_err(MergeError::Sink)?;
             }
             done += compared;
@@ -607,54 +620,77 @@ mod tests {
         }
     }
 
+    /// A file that counts the rows read again.
+    struct Counted(CsvSource, usize);
+
+    impl IndexedFile for Counted {
+        fn index(
+            &mut self,
+            spec: &ScanSpec,
+            visit: &mut dyn FnMut(crate::source::file::RecordView<'_>) -> Result<(), SourceError>,
+        ) -> Result<(), SourceError> {
+            self.0.index(spec, visit)
+        }
+
+        fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
+            self.1 += 1;
+            self.0.read_at(locator)
+        }
+    }
+
     /// Rows read again beyond what a side may hold are compared in parts: every key
-    /// still comes once, in key order, with its rows.
+    /// still comes once, in key order, with its rows, and every row is read once, also
+    /// when one side's rows are far larger than the other's.
     #[test]
     fn groups_larger_than_the_hold_are_compared_in_parts() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let write = |name: &str, tag: &str| {
-            let path = dir.path().join(name);
-            let mut text = String::from("id,v\n");
-            for id in (0..300).rev() {
-                text.push_str(&format!("{id},{tag}{}\n", "x".repeat(200)));
-            }
-            std::fs::write(&path, text).expect("write");
-            path
-        };
-        let open = |path| {
-            CsvSource::open(&CsvConfig {
-                path,
-                delimiter: b',',
-                header: true,
-                null: None,
-            })
-            .expect("open")
-        };
-        let (mut owner, mut replica) = (open(write("o.csv", "a")), open(write("r.csv", "b")));
-        let mut spec = spec(64 << 10);
-        spec.key = vec!["id".into()];
-        spec.key_types = vec![KeyType::Integer];
-        spec.columns = vec!["v".into()];
-        let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
-        let mut keys = Keys(Vec::new());
-        let rows = compare_indexed(
-            IndexedSide {
-                file: &mut owner,
-                spec: &spec,
-            },
-            IndexedSide {
-                file: &mut replica,
-                spec: &spec,
-            },
-            &mut comparer,
-            &mut keys,
-            &|_, _| {},
-        );
-        assert_eq!(rows.ok(), Some((300, 300)));
-        let expected: Vec<_> = (0..300)
-            .map(|id| (Key(vec![KeyPart::Int(id)]), 1, 1, 1))
-            .collect();
-        assert_eq!(keys.0, expected);
+        for (owner_width, replica_width) in [(200, 200), (10, 3000), (3000, 10)] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let write = |name: &str, tag: &str, width: usize| {
+                let path = dir.path().join(name);
+                let mut text = String::from("id,v\n");
+                for id in (0..300).rev() {
+                    text.push_str(&format!("{id},{tag}{}\n", "x".repeat(width)));
+                }
+                std::fs::write(&path, text).expect("write");
+                path
+            };
+            let open = |path| {
+                let config = CsvConfig {
+                    path,
+                    delimiter: b',',
+                    header: true,
+                    null: None,
+                };
+                Counted(CsvSource::open(&config).expect("open"), 0)
+            };
+            let mut owner = open(write("o.csv", "a", owner_width));
+            let mut replica = open(write("r.csv", "b", replica_width));
+            let mut spec = spec(64 << 10);
+            spec.key = vec!["id".into()];
+            spec.key_types = vec![KeyType::Integer];
+            spec.columns = vec!["v".into()];
+            let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
+            let mut keys = Keys(Vec::new());
+            let rows = compare_indexed(
+                IndexedSide {
+                    file: &mut owner,
+                    spec: &spec,
+                },
+                IndexedSide {
+                    file: &mut replica,
+                    spec: &spec,
+                },
+                &mut comparer,
+                &mut keys,
+                &|_, _| {},
+            );
+            assert_eq!(rows.ok(), Some((300, 300)));
+            let expected: Vec<_> = (0..300)
+                .map(|id| (Key(vec![KeyPart::Int(id)]), 1, 1, 1))
+                .collect();
+            assert_eq!(keys.0, expected, "widths {owner_width} and {replica_width}");
+            assert_eq!((owner.1, replica.1), (300, 300), "rows read again");
+        }
     }
 
     proptest! {

@@ -52,11 +52,12 @@ impl Record<'_> {
     /// Field `i` as text; `None` when it is not valid UTF-8 (or there is no such field).
     pub fn get_str(&self, i: usize) -> Option<&str> {
         let &(start, end) = self.bounds.get(i)?;
-        match self.text {
-            // A delimiter that is not ASCII may cut a character: then no slice.
-            Some((base, text)) => text.get(start - base..end - base),
-            None => std::str::from_utf8(&self.bytes[start..end]).ok(),
-        }
+        // The record's text slices where a field starts and ends on a character boundary;
+        // a field that does not (an empty field of a quoted record, unescaped next to a
+        // multi-byte character) is checked by itself.
+        self.text
+            .and_then(|(base, text)| text.get(start - base..end - base))
+            .or_else(|| std::str::from_utf8(&self.bytes[start..end]).ok())
     }
 }
 
@@ -330,6 +331,16 @@ mod tests {
                 (vec![b"2".to_vec(), b"x".to_vec()], 25),
             ]
         );
+    }
+
+    #[test]
+    fn an_empty_field_inside_a_character_of_the_unescaped_record_is_text() {
+        // Unescaped back to back, E2 | (empty) | A9 A9 read as one character, U+2A69.
+        let input = b"\"\xE2\",\"\",\"\xA9\xA9\"\n";
+        let mut reader = Records::new(&input[..], b',', 64, 0);
+        let record = reader.next_record().expect("read").expect("a record");
+        assert_eq!(record.get_str(1), Some(""));
+        assert_eq!(record.get_str(0), None);
     }
 
     #[test]
