@@ -7,8 +7,11 @@
 //! [`Comparer`] like rows from any other source: the findings are the same, the work is
 //! a fraction.
 
-use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::cmp::{Ordering, Reverse};
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 use crate::compare::Comparer;
 use crate::compare::digest::DIGEST_LEN;
@@ -71,16 +74,59 @@ pub fn compare_indexed<S: GroupSink>(
         replica_rows,
         "Indexed both files; merging the indexes."
     );
-    let mut owner_cursor = IndexCursor::new(Side::Owner, owner_index)?;
-    let mut replica_cursor = IndexCursor::new(Side::Replica, replica_index)?;
     let mut files = Rereads {
         owner: owner.file,
         replica: replica.file,
         batch: Vec::new(),
         hold: (owner.spec.memory_budget / 8).max(4096),
     };
-    merge_indexes(&mut owner_cursor, &mut replica_cursor, &mut files, comparer, sink)?;
+    std::thread::scope(|scope| {
+        let mut owner_cursor = IndexCursor::new(Side::Owner, feed(scope, owner_index))?;
+        let mut replica_cursor = IndexCursor::new(Side::Replica, feed(scope, replica_index))?;
+        merge_indexes(&mut owner_cursor, &mut replica_cursor, &mut files, comparer, sink)
+    })?;
     Ok((owner_rows, replica_rows))
+}
+
+/// Short entries handed from a merging thread at a time.
+const FEED_BATCH: usize = 4096;
+
+/// An index merged from runs is merged on a thread of its own, which hands its entries
+/// on in batches: the two sides' merges and the merge-join of the two then share the
+/// cores. An index in memory is read where it is.
+fn feed<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, index: SortedIndex) -> SortedIndex {
+    let SortedIndex::ShortMerge(mut merge) = index else {
+        return index;
+    };
+    let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+    scope.spawn(move || {
+        loop {
+            let mut batch = Vec::with_capacity(FEED_BATCH);
+            let end = loop {
+                match merge.next() {
+                    Ok(Some(entry)) if batch.len() + 1 < FEED_BATCH => batch.push(entry),
+                    Ok(Some(entry)) => {
+                        batch.push(entry);
+                        break Ok(false);
+                    }
+                    Ok(None) => break Ok(true),
+                    Err(e) => break Err(e),
+                }
+            };
+            let (batch, end) = match end {
+                Ok(end) => (Ok(batch), end),
+                Err(e) => (Err(e), true),
+            };
+            // A closed channel: the merge-join stopped early (an error on its side).
+            if sender.send(batch).is_err() || end {
+                return;
+            }
+        }
+    });
+    SortedIndex::Fed {
+        receiver,
+        batch: Vec::new().into_iter(),
+    }
 }
 
 /// Reads a file into a sorted index of `key | valid | digest | locator` entries.
@@ -180,11 +226,14 @@ fn push_entry(into: &mut Vec<u8>, digest: Option<&[u8; DIGEST_LEN]>, locator: u6
     into.extend_from_slice(&locator.to_le_bytes());
 }
 
-/// An index being built. While every key is short, entries are [`ShortEntry`]s (sorted
-/// and written out as a run when they fill their half of the budget); the first long
-/// key sends those to the general sorter as a run, and every entry after them.
+/// An index being built. While every key is short, entries are [`ShortEntry`]s, sorted
+/// and written to a temporary file as a run of fixed-size records when they fill their
+/// half of the budget. The first long key moves those runs and entries to the general
+/// sorter, and every entry after them goes there too.
 struct IndexBuilder {
     short: Option<Vec<ShortEntry>>,
+    /// Sorted runs of short entries on disk, oldest first.
+    short_runs: Vec<ShortRun>,
     /// The file's size, to size the short entries once their average spacing is known.
     file_bytes: Option<u64>,
     /// How many short entries may be held: half the budget, since growing the vector
@@ -199,6 +248,7 @@ impl IndexBuilder {
     fn new(spec: &ScanSpec, file_bytes: Option<u64>) -> IndexBuilder {
         IndexBuilder {
             short: Some(Vec::new()),
+            short_runs: Vec::new(),
             file_bytes,
             max_short: (spec.memory_budget / (2 * size_of::<ShortEntry>())).max(16),
             sorter: SpillSorter::new(spec.memory_budget),
@@ -219,7 +269,7 @@ impl IndexBuilder {
         if let Some(short) = &self.short {
             if self.scratch.len() <= SHORT_KEY && locator < LOCATOR_LIMIT {
                 if short.len() >= self.max_short {
-                    self.flush_short()?;
+                    self.spill_short()?;
                 }
                 if let Some(short) = &mut self.short {
                     if short.len() == SIZE_SAMPLE
@@ -237,8 +287,7 @@ impl IndexBuilder {
                     return Ok(());
                 }
             }
-            self.flush_short()?;
-            self.short = None;
+            self.generalize()?;
         }
         self.sorter.begin()?;
         for part in key {
@@ -250,31 +299,183 @@ impl IndexBuilder {
         self.sorter.commit()
     }
 
-    /// Moves the short entries to the sorter as a sorted run on disk.
-    fn flush_short(&mut self) -> Result<(), SourceError> {
+    /// Sorts the short entries and writes them to a run on disk; merges the runs into
+    /// one once they are many, to keep open files few.
+    fn spill_short(&mut self) -> Result<(), SourceError> {
         let Some(short) = &mut self.short else {
             return Ok(());
         };
-        if short.is_empty() {
-            return Ok(());
-        }
         short.sort_unstable_by_key(ShortEntry::order);
-        let mut entries = short.iter();
-        self.sorter
-            .push_sorted_run(|into| entries.next().map(|e| e.write(into)))?;
+        let run = ShortRun::write(short.iter().map(|entry| Ok(*entry)))?;
         short.clear();
+        self.short_runs.push(run);
+        if self.short_runs.len() >= SHORT_FAN_IN {
+            let runs = std::mem::take(&mut self.short_runs);
+            let mut merged = ShortMerge::new(runs.into_iter().map(ShortSource::disk).collect())?;
+            let run = ShortRun::write(std::iter::from_fn(|| merged.next().transpose()))?;
+            self.short_runs.push(run);
+        }
+        Ok(())
+    }
+
+    /// Moves every short entry, on disk and in memory, to the general sorter (as sorted
+    /// runs, oldest first, which keeps equal keys in file order); later entries go there.
+    fn generalize(&mut self) -> Result<(), SourceError> {
+        let Some(mut short) = self.short.take() else {
+            return Ok(());
+        };
+        short.sort_unstable_by_key(ShortEntry::order);
+        let mut sources: Vec<ShortSource> = std::mem::take(&mut self.short_runs)
+            .into_iter()
+            .map(ShortSource::disk)
+            .collect();
+        sources.push(ShortSource::Memory(short.into_iter()));
+        for mut source in sources {
+            let mut failed = None;
+            self.sorter.push_sorted_run(|into| match source.next() {
+                Ok(entry) => entry.map(|e| e.write(into)),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
     fn finish(mut self) -> Result<SortedIndex, SourceError> {
-        if let Some(short) = &mut self.short
-            && !self.sorter.has_spilled()
-        {
-            short.sort_unstable_by_key(ShortEntry::order);
-            return Ok(SortedIndex::Short(std::mem::take(short).into_iter()));
+        let Some(mut short) = self.short.take() else {
+            return Ok(SortedIndex::Rows(self.sorter.finish()?));
+        };
+        short.sort_unstable_by_key(ShortEntry::order);
+        if self.short_runs.is_empty() {
+            return Ok(SortedIndex::Short(short.into_iter()));
         }
-        self.flush_short()?;
-        Ok(SortedIndex::Rows(self.sorter.finish()?))
+        let mut sources: Vec<ShortSource> = self.short_runs.into_iter().map(ShortSource::disk).collect();
+        sources.push(ShortSource::Memory(short.into_iter()));
+        Ok(SortedIndex::ShortMerge(ShortMerge::new(sources)?))
+    }
+}
+
+/// Short runs merged at once, at most.
+const SHORT_FAN_IN: usize = 32;
+/// A short entry's bytes in a run.
+const SHORT_ENTRY_BYTES: usize = SHORT_KEY + DIGEST_LEN + 8;
+/// Buffer for writing or reading one run.
+const SHORT_RUN_BUFFER: usize = 64 * 1024;
+
+/// Short entries in order, in a temporary file of fixed-size records.
+struct ShortRun {
+    file: File,
+    entries: u64,
+}
+
+impl ShortRun {
+    fn write(
+        entries: impl Iterator<Item = Result<ShortEntry, SourceError>>,
+    ) -> Result<ShortRun, SourceError> {
+        let spill_error =
+            |e: std::io::Error| SourceError::Read(format!("cannot spill the index to a temporary file: {e}"));
+        let file = tempfile::tempfile().map_err(spill_error)?;
+        let mut out = BufWriter::with_capacity(SHORT_RUN_BUFFER, file);
+        let mut count = 0;
+        for entry in entries {
+            let entry = entry?;
+            let mut bytes = [0u8; SHORT_ENTRY_BYTES];
+            bytes[..SHORT_KEY].copy_from_slice(&entry.key);
+            bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN].copy_from_slice(&entry.digest);
+            bytes[SHORT_KEY + DIGEST_LEN..].copy_from_slice(&entry.meta.to_le_bytes());
+            out.write_all(&bytes).map_err(spill_error)?;
+            count += 1;
+        }
+        let mut file = out.into_inner().map_err(|e| spill_error(e.into_error()))?;
+        file.rewind().map_err(spill_error)?;
+        Ok(ShortRun { file, entries: count })
+    }
+}
+
+/// Where a merge of short entries reads from.
+enum ShortSource {
+    Disk { input: BufReader<File>, remaining: u64 },
+    Memory(std::vec::IntoIter<ShortEntry>),
+}
+
+impl ShortSource {
+    fn disk(run: ShortRun) -> ShortSource {
+        ShortSource::Disk {
+            input: BufReader::with_capacity(SHORT_RUN_BUFFER, run.file),
+            remaining: run.entries,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<ShortEntry>, SourceError> {
+        match self {
+            ShortSource::Memory(entries) => Ok(entries.next()),
+            ShortSource::Disk { remaining: 0, .. } => Ok(None),
+            ShortSource::Disk { input, remaining } => {
+                let mut bytes = [0u8; SHORT_ENTRY_BYTES];
+                input.read_exact(&mut bytes).map_err(|e| {
+                    SourceError::Read(format!("cannot read the index back from its temporary file: {e}"))
+                })?;
+                *remaining -= 1;
+                let mut entry = ShortEntry {
+                    key: [0; SHORT_KEY],
+                    digest: [0; DIGEST_LEN],
+                    meta: 0,
+                };
+                entry.key.copy_from_slice(&bytes[..SHORT_KEY]);
+                entry
+                    .digest
+                    .copy_from_slice(&bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN]);
+                let mut meta = [0u8; 8];
+                meta.copy_from_slice(&bytes[SHORT_KEY + DIGEST_LEN..]);
+                entry.meta = u64::from_le_bytes(meta);
+                Ok(Some(entry))
+            }
+        }
+    }
+}
+
+/// Short entries in order, merged from sorted sources. Entries never tie: a side's
+/// locators are all different.
+struct ShortMerge {
+    sources: Vec<ShortSource>,
+    heads: Vec<Option<ShortEntry>>,
+    heap: BinaryHeap<Reverse<((u128, u64), usize)>>,
+}
+
+impl ShortMerge {
+    fn new(mut sources: Vec<ShortSource>) -> Result<ShortMerge, SourceError> {
+        let mut heads = Vec::with_capacity(sources.len());
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (n, source) in sources.iter_mut().enumerate() {
+            let head = source.next()?;
+            if let Some(entry) = &head {
+                heap.push(Reverse((entry.order(), n)));
+            }
+            heads.push(head);
+        }
+        Ok(ShortMerge { sources, heads, heap })
+    }
+
+    fn next(&mut self) -> Result<Option<ShortEntry>, SourceError> {
+        let Some(mut top) = self.heap.peek_mut() else {
+            return Ok(None);
+        };
+        let Reverse((_, n)) = *top;
+        let entry = self.heads[n].take();
+        self.heads[n] = self.sources[n].next()?;
+        match &self.heads[n] {
+            // Replaced in place: one sift instead of a pop and a push.
+            Some(next) => *top = Reverse((next.order(), n)),
+            None => {
+                PeekMut::pop(top);
+            }
+        }
+        Ok(entry)
     }
 }
 
@@ -282,6 +483,13 @@ impl IndexBuilder {
 enum SortedIndex {
     /// Short entries, all in memory.
     Short(std::vec::IntoIter<ShortEntry>),
+    /// Short entries merged from runs on disk and in memory.
+    ShortMerge(ShortMerge),
+    /// Short entries merged on another thread, in batches.
+    Fed {
+        receiver: std::sync::mpsc::Receiver<Result<Vec<ShortEntry>, SourceError>>,
+        batch: std::vec::IntoIter<ShortEntry>,
+    },
     /// Entries of the general sorter, from memory or merged from disk.
     Rows(SortedRows),
 }
@@ -342,6 +550,27 @@ impl IndexCursor {
         match &mut self.index {
             SortedIndex::Short(entries) => {
                 self.current = entries.next().map_or(Current::End, Current::Short);
+                Ok(())
+            }
+            SortedIndex::ShortMerge(merge) => {
+                self.current = merge
+                    .next()
+                    .map_err(|e| (self.side, e))?
+                    .map_or(Current::End, Current::Short);
+                Ok(())
+            }
+            SortedIndex::Fed { receiver, batch } => {
+                self.current = loop {
+                    if let Some(entry) = batch.next() {
+                        break Current::Short(entry);
+                    }
+                    match receiver.recv() {
+                        Ok(Ok(next)) => *batch = next.into_iter(),
+                        Ok(Err(e)) => return Err((self.side, e)),
+                        // The merging thread has sent its last batch.
+                        Err(_) => break Current::End,
+                    }
+                };
                 Ok(())
             }
             SortedIndex::Rows(rows) => {
@@ -698,15 +927,16 @@ mod tests {
         /// sorted by their key bytes, each with its digest and locator.
         #[test]
         fn the_index_is_the_entries_stably_sorted_by_key(
-            rows in proptest::collection::vec((0u8..40, any::<bool>()), 0..300),
+            rows in proptest::collection::vec((0u8..40, any::<bool>()), 0..800),
             budget in prop_oneof![Just(0usize), Just(2048), Just(64 << 20)],
-            long_first in any::<bool>(),
+            long_keys in prop_oneof![Just("none"), Just("later"), Just("anywhere")],
         ) {
             let mut expected = Vec::new();
             let mut builder = IndexBuilder::new(&spec(budget), Some(1 << 20));
             for (locator, &(n, valid)) in rows.iter().enumerate() {
-                // Without `long_first`, long keys come only after every short one.
-                let n = if !long_first && n % 3 == 2 && locator < rows.len() / 2 { n + 1 } else { n };
+                // Long keys never, only in the second half, or anywhere.
+                let short_only = long_keys == "none" || (long_keys == "later" && locator < rows.len() / 2);
+                let n = if short_only && n % 3 == 2 { n + 1 } else { n };
                 let key = key_of(n);
                 let digest = valid.then_some([n; DIGEST_LEN]);
                 builder.push(&key, digest, locator as u64).expect("push");
