@@ -377,8 +377,12 @@ impl ShortRun {
     fn write(
         entries: impl Iterator<Item = Result<ShortEntry, SourceError>>,
     ) -> Result<ShortRun, SourceError> {
-        let spill_error =
-            |e: std::io::Error| SourceError::Read(format!("cannot spill the index to a temporary file: {e}"));
+        let spill_error = |e: std::io::Error| {
+            SourceError::Read(format!(
+                "cannot spill the index to a temporary file in {} (set TMPDIR to another folder, or raise --memory-budget): {e}",
+                std::env::temp_dir().display()
+            ))
+        };
         let file = tempfile::tempfile().map_err(spill_error)?;
         let mut out = BufWriter::with_capacity(SHORT_RUN_BUFFER, file);
         let mut count = 0;

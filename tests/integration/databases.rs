@@ -320,16 +320,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Runs `recon` in `w` with extra environment variables.
-fn run_with_env(w: &Workdir, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_recon"));
-    command.args(args).current_dir(w.path()).env_remove("RUST_LOG");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("start recon")
-}
-
 #[test]
 fn example_jobs_find_exactly_their_planted_drift() {
     let Some((pg_url, my_url)) = both_servers() else {
@@ -352,12 +342,12 @@ fn example_jobs_find_exactly_their_planted_drift() {
     };
     let check: Vec<String> = [args("check"), vec!["--connect".into()]].concat();
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
-    let out = run_with_env(&w, &check, &env);
+    let out = w.run_with_env(&check, &env);
     assert_exit(&out, EXIT_CONSISTENT);
 
     let run: Vec<String> = [args("run"), vec!["--out".into(), "out".into()]].concat();
     let run: Vec<&str> = run.iter().map(String::as_str).collect();
-    let out = run_with_env(&w, &run, &env);
+    let out = w.run_with_env(&run, &env);
     assert_exit(&out, EXIT_INCONSISTENT);
     let id = |n: i64| json!({ "id": n });
     let m = |n: i64, f: &str| finding("mismatch", id(n), Some(f));

@@ -868,3 +868,36 @@ fn digest_first_matches_the_row_by_row_compare_in_memory_and_spilled() {
     assert_eq!(data.owner.len() as u64, ROWS + 3);
     assert_eq!(data.replica.len() as u64, ROWS - 6 + 5 + 5);
 }
+
+/// Files larger than the memory budget need a temporary folder: when it cannot be used,
+/// the job fails with the folder and what to do, and says it failed in its summary.
+#[test]
+fn an_unusable_temporary_folder_fails_the_job_and_names_it() {
+    let w = Workdir::new();
+    let rows: String = (0..2000).map(|id| format!("{id},value {id}\n")).collect();
+    w.write("owner.csv", format!("id,v\n{rows}"));
+    w.write("replica.csv", format!("id,v\n{rows}"));
+    let source = |path: &str| format!("type = \"csv\"\npath = \"{path}\"\nkey = [\"id\"]");
+    w.write(
+        "job.toml",
+        job_toml(&source("owner.csv"), &source("replica.csv"), ""),
+    );
+    let missing = w.join("no-such-folder");
+    let missing = missing.to_str().expect("a UTF-8 path");
+    let out = w.run_with_env(
+        &["run", "job.toml", "--out", "out", "--memory-budget", "8192"],
+        &[("TMPDIR", missing)],
+    );
+    assert_exit(&out, EXIT_FAILED);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot spill the index to a temporary file in"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no-such-folder") && stderr.contains("TMPDIR"),
+        "{stderr}"
+    );
+    let summary = read_json(&w.join("out/case/summary.json"));
+    assert_eq!(summary["status"], "failed", "{summary}");
+}

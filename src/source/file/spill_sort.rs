@@ -427,7 +427,10 @@ impl SortedRows {
 }
 
 fn write_error(err: io::Error) -> SourceError {
-    SourceError::Read(format!("cannot spill rows to a temporary file: {err}"))
+    SourceError::Read(format!(
+        "cannot spill rows to a temporary file in {} (set TMPDIR to another folder, or raise --memory-budget): {err}",
+        std::env::temp_dir().display()
+    ))
 }
 
 fn read_error(err: io::Error) -> SourceError {

@@ -78,6 +78,16 @@ impl Workdir {
             .expect("start recon")
     }
 
+    /// `recon` with `args` in this folder, with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_recon"));
+        command.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("start recon")
+    }
+
     /// `recon run <job> --out out`.
     pub fn run_job(&self, job_file: &str) -> Output {
         self.run(&["run", job_file, "--out", "out"])
