@@ -272,7 +272,9 @@ impl IndexBuilder {
                     self.spill_short()?;
                 }
                 if let Some(short) = &mut self.short {
+                    // Sized once, at the start of the file (a spilled vector keeps its size).
                     if short.len() == SIZE_SAMPLE
+                        && self.short_runs.is_empty()
                         && let Some(bytes) = self.file_bytes
                     {
                         // The rows the file holds if the rest is like its start, and 5% more.

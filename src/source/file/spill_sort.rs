@@ -217,6 +217,7 @@ impl SpillSorter {
     }
 
     /// True once any row has gone to disk.
+    #[cfg(test)]
     pub fn has_spilled(&self) -> bool {
         !self.runs.is_empty()
     }
