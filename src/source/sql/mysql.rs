@@ -172,15 +172,6 @@ impl Engine for Mysql {
             .map(|_| ())
             .map_err(|e| run_error(&e))
     }
-
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
-        let q = super::bound(&statement.sql, &statement.params);
-        let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
-        rows.iter()
-            .map(cells)
-            .collect::<Result<_, _>>()
-            .map_err(RunError::permanent)
-    }
 }
 
 impl RawRow for MySqlRow {
@@ -192,15 +183,6 @@ impl RawRow for MySqlRow {
         self.try_get_unchecked::<Option<&[u8]>, _>(index)
             .map_err(|e| e.to_string())
     }
-}
-
-fn cells(row: &MySqlRow) -> Result<Vec<Option<Vec<u8>>>, String> {
-    (0..row.len())
-        .map(|i| {
-            row.try_get_unchecked::<Option<Vec<u8>>, _>(i)
-                .map_err(|e| e.to_string())
-        })
-        .collect()
 }
 
 fn text(row: &MySqlRow, i: usize) -> String {

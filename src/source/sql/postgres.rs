@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeKind};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgTypeKind};
 use sqlx::{Column as _, ConnectOptions, Connection, Executor, Row as _, TypeInfo};
 
 use super::binary::{CopyItem, copy_header, copy_tuple};
@@ -298,15 +298,6 @@ impl Engine for Postgres {
             .map(|_| ())
             .map_err(|e| run_error(&e))
     }
-
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
-        let q = super::bound(&statement.sql, &statement.params);
-        let rows = q.fetch_all(&self.pool).await.map_err(|e| run_error(&e))?;
-        rows.iter()
-            .map(cells)
-            .collect::<Result<_, _>>()
-            .map_err(RunError::permanent)
-    }
 }
 
 /// Streams the rows of a scan statement through `COPY ... (FORMAT binary)` on `conn`,
@@ -471,16 +462,6 @@ impl CopyReader {
         }
         Ok(at)
     }
-}
-
-fn cells(row: &PgRow) -> Result<Vec<Option<Vec<u8>>>, String> {
-    (0..row.len())
-        .map(|i| {
-            row.try_get_unchecked::<Option<String>, _>(i)
-                .map(|v| v.map(String::into_bytes))
-                .map_err(|e| e.to_string())
-        })
-        .collect()
 }
 
 impl ServerSource<Postgres> {

@@ -6,7 +6,8 @@
 //! is read row by row as the server sends it, on a task of its own, decoded straight
 //! into rows, and handed out page by page; a dropped connection resumes from the last
 //! key handed out (see [`STREAM_PAGES`] and the scan's state machine). Re-reads by key
-//! (the recheck) run whole statements through [`Engine::run`].
+//! (the recheck) stream the same way, a statement of [`FETCH_BATCH`] keys at a time,
+//! read again from its start if its connection fails.
 //!
 //! Columns arrive as text (the dialect casts them in SQL, bytes as hex) or, where an
 //! engine says so, in a binary form that decodes to exactly the same value (see
@@ -30,6 +31,9 @@ use crate::source::{
 
 /// Keys read by one statement in [`Source::fetch`].
 const FETCH_BATCH: usize = 2000;
+
+/// What a re-read by key reads, in its messages.
+const REREAD_PLACE: &str = "rows again by key";
 
 /// How long one statement may run before the server cancels it.
 pub const STATEMENT_TIMEOUT_SECS: u64 = 300;
@@ -182,10 +186,6 @@ pub trait Engine: Send + Sync + 'static {
     /// NULL (so that NULL keys must sort first).
     fn dialect(&self, columns: &[ServerColumn], nullable_keys: bool) -> Self::Dialect;
 
-    /// Runs a statement: each row as its cells' text (bytes as hex), NULL as `None`.
-    /// Errors say whether a fresh connection may succeed (see [`run_error`]).
-    async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError>;
-
     /// Prepares a statement without running it: the server parses and plans it, and
     /// refuses more than one statement.
     async fn prepare(&self, statement: &Statement) -> Result<(), RunError>;
@@ -228,7 +228,7 @@ pub trait Engine: Send + Sync + 'static {
 /// How a cell of a streamed row arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wire {
-    /// Text, decoded by the column's kind as [`Engine::run`]'s cells are.
+    /// Text, decoded by the column's kind.
     Text,
     /// Bytes as hex text.
     Hex,
@@ -391,21 +391,6 @@ impl Decoder {
             }
         }
         Ok(())
-    }
-
-    /// Decodes raw rows, as [`Engine::run`] returns them, into rows; `after` is the key
-    /// before the first, for messages.
-    fn rows(
-        self: &Arc<Self>,
-        raw: &[Vec<Option<Vec<u8>>>],
-        after: Option<&Key>,
-    ) -> Result<Vec<Row>, SourceError> {
-        let mut batch = RowBatch::new(self.clone(), self.columns.len());
-        let mut key = Vec::new();
-        for cells in raw {
-            self.pack(cells, &mut batch, after, &mut key)?;
-        }
-        batch.rows(0..batch.len())
     }
 }
 
@@ -763,13 +748,9 @@ impl<E: Engine> ServerSource<E> {
             })
     }
 
-    /// Checks the spec against the columns and builds its statements and decoder:
-    /// `streamed` for a scan's streamed statements, else for [`Engine::run`].
-    fn prepare(
-        &self,
-        spec: &ScanSpec,
-        streamed: bool,
-    ) -> Result<(KeysetQuery<E::Dialect>, Decoder), SourceError> {
+    /// Checks the spec against the columns and builds its statements (in the stream
+    /// dialect: scans and re-reads by key alike are streamed) and decoder.
+    fn prepare(&self, spec: &ScanSpec) -> Result<(KeysetQuery<E::Dialect>, Decoder), SourceError> {
         if spec.key.is_empty() || spec.key.len() != spec.key_types.len() {
             return Err(SourceError::Schema(format!(
                 "a scan needs one type per key column (got {} columns, {} types)",
@@ -803,26 +784,15 @@ impl<E: Engine> ServerSource<E> {
             self.column(name)?;
         }
         let is_key = |name: &String| spec.key.contains(name);
-        let (dialect, key_wires, wires) = if streamed {
-            let key_wires = key_kinds.iter().map(|k| self.engine.wire(*k, true)).collect();
-            let wires = kinds
-                .iter()
-                .zip(&spec.columns)
-                .map(|(k, name)| self.engine.wire(*k, is_key(name)))
-                .collect();
-            let dialect = self
-                .engine
-                .stream_dialect(&self.server_columns, nullable_keys, &spec.key);
-            (dialect, key_wires, wires)
-        } else {
-            let text = |k: &Kind| if *k == Kind::Bytes { Wire::Hex } else { Wire::Text };
-            let dialect = self.engine.dialect(&self.server_columns, nullable_keys);
-            (
-                dialect,
-                key_kinds.iter().map(text).collect(),
-                kinds.iter().map(text).collect(),
-            )
-        };
+        let key_wires = key_kinds.iter().map(|k| self.engine.wire(*k, true)).collect();
+        let wires = kinds
+            .iter()
+            .zip(&spec.columns)
+            .map(|(k, name)| self.engine.wire(*k, is_key(name)))
+            .collect();
+        let dialect = self
+            .engine
+            .stream_dialect(&self.server_columns, nullable_keys, &spec.key);
         let query = KeysetQuery::new(
             dialect,
             &self.target,
@@ -849,7 +819,7 @@ impl<E: Engine> ServerSource<E> {
     /// passed as session settings (see [`super::postgres::session_settings`]). Fails
     /// like [`Source::scan`] on an unknown column.
     pub fn page_statement(&self, spec: &ScanSpec, after: Option<&Key>) -> Result<Statement, SourceError> {
-        let (query, _) = self.prepare(spec, true)?;
+        let (query, _) = self.prepare(spec)?;
         Ok(query.page(after, spec.page_size.max(1).saturating_mul(STREAM_PAGES)))
     }
 
@@ -860,10 +830,11 @@ impl<E: Engine> ServerSource<E> {
         }
     }
 
-    fn warn_retry(&self, after: Option<&Key>, attempt: u32, delay: Duration, error: &RunError) {
+    /// Warns of a retry of the statement reading `place` (as [`Self::place`] says it).
+    fn warn_retry(&self, place: &str, attempt: u32, delay: Duration, error: &RunError) {
         tracing::warn!(
             source = %self.url,
-            at = %Self::place(after),
+            at = %place,
             attempt,
             max_attempts = MAX_ATTEMPTS,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -872,9 +843,8 @@ impl<E: Engine> ServerSource<E> {
         );
     }
 
-    fn exhausted(&self, after: Option<&Key>, error: &RunError, attempts: u32) -> SourceError {
+    fn exhausted(&self, place: &str, error: &RunError, attempts: u32) -> SourceError {
         let message = self.url.scrub(&error.message);
-        let place = Self::place(after);
         SourceError::Read(if error.transient {
             format!("reading {place} failed after {attempts} attempts: {message}")
         } else {
@@ -882,24 +852,40 @@ impl<E: Engine> ServerSource<E> {
         })
     }
 
-    /// Runs a statement and converts its rows; `after` is the key it reads after, for
-    /// messages. A statement whose connection fails is retried (see [`retry`]).
-    async fn run(
+    /// Streams a statement (in the stream dialect) to its end and converts its rows: the
+    /// recheck reads rows by key the way the scan reads them, in the server's fastest
+    /// form. A statement whose connection fails is read again from its start (see
+    /// [`retry`]); the rows it had delivered are dropped.
+    async fn read_streamed(
         &self,
         statement: &Statement,
         decoder: &Arc<Decoder>,
-        after: Option<&Key>,
     ) -> Result<Vec<Row>, SourceError> {
-        // Retrying the same statement resumes where the scan stood: a failed statement
-        // delivers no rows.
-        let raw = retry(
-            || self.engine.run(statement),
+        // A failed statement's rows are dropped with it; a bad row fails at once.
+        retry(
+            || async {
+                let mut stream = self
+                    .engine
+                    .stream(statement.clone(), decoder.clone(), FETCH_BATCH, None);
+                let mut rows = Vec::new();
+                loop {
+                    match stream.recv().await {
+                        Some(Streamed::Rows(batch)) => match batch.rows(0..batch.len()) {
+                            Ok(batch) => rows.extend(batch),
+                            Err(e) => return Ok(Err(e)),
+                        },
+                        Some(Streamed::End) => return Ok(Ok(rows)),
+                        Some(Streamed::Bad(e)) => return Ok(Err(e)),
+                        Some(Streamed::Failed(error)) => return Err(error),
+                        None => return Err(RunError::permanent("the reader stopped unexpectedly")),
+                    }
+                }
+            },
             tokio::time::sleep,
-            |attempt, delay, error| self.warn_retry(after, attempt, delay, error),
+            |attempt, delay, error| self.warn_retry(REREAD_PLACE, attempt, delay, error),
         )
         .await
-        .map_err(|Exhausted { error, attempts }| self.exhausted(after, &error, attempts))?;
-        decoder.rows(&raw, after)
+        .map_err(|Exhausted { error, attempts }| self.exhausted(REREAD_PLACE, &error, attempts))?
     }
 
     /// Drives a streamed scan until a page is ready or the scan ends.
@@ -949,10 +935,10 @@ impl<E: Engine> ServerSource<E> {
                     scan.failures += 1;
                     let after = scan.last_out_key()?;
                     if !error.transient || scan.failures >= MAX_ATTEMPTS {
-                        return Err(self.exhausted(after.as_ref(), &error, scan.failures));
+                        return Err(self.exhausted(&Self::place(after.as_ref()), &error, scan.failures));
                     }
                     let delay = scan.jitter.below(backoff_ceiling(scan.failures));
-                    self.warn_retry(after.as_ref(), scan.failures, delay, &error);
+                    self.warn_retry(&Self::place(after.as_ref()), scan.failures, delay, &error);
                     tokio::time::sleep(delay).await;
                 }
                 None => {
@@ -989,7 +975,7 @@ impl<E: Engine> Source for ServerSource<E> {
 
     async fn scan(&mut self, spec: &ScanSpec) -> Result<(), SourceError> {
         self.scan = None;
-        let (query, decoder) = self.prepare(spec, true)?;
+        let (query, decoder) = self.prepare(spec)?;
         let decoder = Arc::new(decoder);
         let page_size = spec.page_size.max(1);
         self.scan = Some(Scan {
@@ -1035,7 +1021,7 @@ impl<E: Engine> Source for ServerSource<E> {
     }
 
     async fn fetch(&mut self, spec: &ScanSpec, keys: &[Key]) -> Result<Vec<Row>, SourceError> {
-        let (query, decoder) = self.prepare(spec, false)?;
+        let (query, decoder) = self.prepare(spec)?;
         let decoder = Arc::new(decoder);
         let mut keys: Vec<&Key> = keys.iter().collect();
         if let Some(k) = keys.iter().find(|k| k.0.len() != decoder.key.len()) {
@@ -1057,9 +1043,9 @@ impl<E: Engine> Source for ServerSource<E> {
         for pair in keys.chunks(2 * FETCH_BATCH) {
             let (first, second) = pair.split_at(pair.len().min(FETCH_BATCH));
             let (first, second) = (statement(first), (!second.is_empty()).then(|| statement(second)));
-            let (a, b) = tokio::join!(self.run(&first, &decoder, None), async {
+            let (a, b) = tokio::join!(self.read_streamed(&first, &decoder), async {
                 match &second {
-                    Some(second) => self.run(second, &decoder, None).await,
+                    Some(second) => self.read_streamed(second, &decoder).await,
                     None => Ok(Vec::new()),
                 }
             });
@@ -1280,7 +1266,7 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// The most any one wait between attempts may reach.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Why a statement failed, as [`Engine::run`] reports it.
+/// Why a statement failed, as an [`Engine`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunError {
     /// True when the connection failed rather than the statement (lost, reset, refused,
@@ -1735,14 +1721,11 @@ mod retry_tests {
     }
 
     /// A server holding `(id, tag)` rows sorted by id, answering the keyset statements.
-    /// It fails the run statements whose (0-based) numbers are in `fail` with a lost
-    /// connection, as many times as they are listed, and breaks a streamed statement
-    /// just before it would deliver a row whose id is in `break_at`, once per entry.
+    /// It breaks a statement with a lost connection just before it would deliver a row
+    /// whose id is in `break_at`, once per entry.
     struct Flaky {
         table: Vec<(i64, String)>,
-        fail: Mutex<Vec<usize>>,
         break_at: Mutex<Vec<i64>>,
-        statements: Mutex<usize>,
         failures: Mutex<usize>,
         streams: Mutex<Vec<String>>,
     }
@@ -1802,20 +1785,6 @@ mod retry_tests {
             Ok(())
         }
 
-        async fn run(&self, statement: &Statement) -> Result<Vec<Vec<Option<Vec<u8>>>>, RunError> {
-            {
-                let mut statements = self.statements.lock().unwrap();
-                let mut fail = self.fail.lock().unwrap();
-                if let Some(i) = fail.iter().position(|f| *f == *statements) {
-                    fail.remove(i);
-                    *self.failures.lock().unwrap() += 1;
-                    return Err(transient("server closed the connection unexpectedly"));
-                }
-                *statements += 1;
-            }
-            Ok(self.answer(statement).into_iter().map(cells).collect())
-        }
-
         fn stream(
             &self,
             statement: Statement,
@@ -1848,17 +1817,11 @@ mod retry_tests {
         }
     }
 
-    fn flaky_source(table: &[(i64, &str)], fail: Vec<usize>) -> ServerSource<Flaky> {
-        flaky_stream(table, fail, vec![])
-    }
-
     /// A source whose statements all ask for [`STREAM_PAGES`] pages.
-    fn flaky_stream(table: &[(i64, &str)], fail: Vec<usize>, break_at: Vec<i64>) -> ServerSource<Flaky> {
+    fn flaky_stream(table: &[(i64, &str)], break_at: Vec<i64>) -> ServerSource<Flaky> {
         let engine = Flaky {
             table: table.iter().map(|(id, tag)| (*id, (*tag).to_owned())).collect(),
-            fail: Mutex::new(fail),
             break_at: Mutex::new(break_at),
-            statements: Mutex::new(0),
             failures: Mutex::new(0),
             streams: Mutex::new(Vec::new()),
         };
@@ -1938,7 +1901,7 @@ mod retry_tests {
         table.extend([(6, "f"), (7, "g1"), (7, "g2")]);
         let expected: Vec<(i64, String)> = table.iter().map(|(i, t)| (*i, (*t).to_owned())).collect();
         for page_size in [1, 2, 3, 100] {
-            let mut source = flaky_stream(&table, vec![], vec![]);
+            let mut source = flaky_stream(&table, vec![]);
             let clean = scan_all(&mut source, page_size).await.unwrap();
             assert_eq!(clean, expected, "page size {page_size}");
             if page_size == 1 {
@@ -1951,7 +1914,7 @@ mod retry_tests {
             plans.push(vec![1, 4, 5, 5, 7]);
             plans.push(vec![4, 4, 5, 6, 7, 7]);
             for plan in plans {
-                let mut source = flaky_stream(&table, vec![], plan.clone());
+                let mut source = flaky_stream(&table, plan.clone());
                 let rows = scan_all(&mut source, page_size).await.unwrap();
                 assert_eq!(rows, expected, "page size {page_size}, breaks {plan:?}");
                 assert_eq!(*source.engine.failures.lock().unwrap(), plan.len());
@@ -1964,7 +1927,7 @@ mod retry_tests {
     async fn statements_ask_for_more_rows_as_they_go_and_read_every_row() {
         let table: Vec<(i64, String)> = (1..=200).map(|id| (id / 3, format!("t{id}"))).collect();
         let table_ref: Vec<(i64, &str)> = table.iter().map(|(id, t)| (*id, t.as_str())).collect();
-        let mut source = flaky_stream(&table_ref, vec![], vec![13, 14, 60]);
+        let mut source = flaky_stream(&table_ref, vec![13, 14, 60]);
         source.max_stream_pages = MAX_STREAM_PAGES;
         let rows = scan_all(&mut source, 2).await.unwrap();
         assert_eq!(rows, table);
@@ -1977,7 +1940,7 @@ mod retry_tests {
     async fn a_connection_that_stays_lost_fails_the_scan_naming_the_key_and_the_attempts() {
         let table = [(1, "a"), (2, "b"), (3, "c"), (4, "d")];
         // Every statement breaks before key 4: keys 1 and 2 are out, 3 waits for its run.
-        let mut source = flaky_stream(&table, vec![], vec![4; MAX_ATTEMPTS as usize]);
+        let mut source = flaky_stream(&table, vec![4; MAX_ATTEMPTS as usize]);
         let err = scan_all(&mut source, 2).await.unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1986,13 +1949,28 @@ mod retry_tests {
     }
 
     #[tokio::test]
-    async fn a_recheck_fetch_is_retried_too() {
+    async fn a_recheck_fetch_is_retried_from_its_start_too() {
         let table = [(1, "a"), (2, "b"), (3, "c")];
-        let mut source = flaky_source(&table, vec![0]);
+        // The first statement delivers key 1, then breaks before key 3.
+        let mut source = flaky_stream(&table, vec![3]);
         let keys = [Key(vec![KeyPart::Int(3)]), Key(vec![KeyPart::Int(1)])];
         let rows = source.fetch(&spec(10), &keys).await.unwrap();
         let ids: Vec<&Key> = rows.iter().map(|r| &r.key).collect();
-        assert_eq!(ids, vec![&keys[1], &keys[0]]);
+        assert_eq!(ids, vec![&keys[1], &keys[0]], "no row twice, none lost");
         assert_eq!(*source.engine.failures.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_recheck_fetch_that_stays_lost_fails_naming_the_attempts() {
+        let table = [(1, "a"), (2, "b")];
+        let mut source = flaky_stream(&table, vec![2; MAX_ATTEMPTS as usize]);
+        let err = source
+            .fetch(&spec(10), &[Key(vec![KeyPart::Int(2)])])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading rows again by key failed after 5 attempts: server closed the connection unexpectedly"
+        );
     }
 }
