@@ -308,24 +308,44 @@ fn read_record<'r>(reader: &'r mut Records<File>, path: &Path) -> Result<Option<
 }
 
 /// Field `i` as text, or `None` when it reads as NULL (`null`: the NULL text, if any).
+/// Inlined into the loops over every field of every record, the rare cases out of line.
+#[inline(always)]
 fn field<'r>(
     record: &'r Record<'_>,
     i: usize,
     null: Option<&[u8]>,
     path: &Path,
 ) -> Result<Option<&'r str>, SourceError> {
-    let bytes = record.get(i).unwrap_or_default();
-    let is_null = match null {
-        Some(token) => bytes == token,
-        None => bytes.is_empty(),
-    };
-    if is_null {
+    match record.get_str(i) {
+        Some(text) if is_null(text.as_bytes(), null) => Ok(None),
+        Some(text) => Ok(Some(text)),
+        None => field_not_text(record, i, null, path),
+    }
+}
+
+/// [`field`] when field `i` is not text (or is missing): NULL if it reads as NULL,
+/// else an error.
+#[cold]
+#[inline(never)]
+fn field_not_text<'r>(
+    record: &'r Record<'_>,
+    i: usize,
+    null: Option<&[u8]>,
+    path: &Path,
+) -> Result<Option<&'r str>, SourceError> {
+    if is_null(record.get(i).unwrap_or_default(), null) {
         return Ok(None);
     }
-    record
-        .get_str(i)
-        .map(Some)
-        .ok_or_else(|| invalid_utf8(path, record))
+    Err(invalid_utf8(path, record))
+}
+
+/// Whether a field's bytes read as NULL: the NULL text, or by default an empty field.
+#[inline]
+fn is_null(bytes: &[u8], null: Option<&[u8]>) -> bool {
+    match null {
+        Some(token) => bytes == token,
+        None => bytes.is_empty(),
+    }
 }
 
 fn invalid_utf8(path: &Path, record: &Record<'_>) -> SourceError {
