@@ -12,7 +12,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::flat_json::flat_members;
+use super::flat_json::{Names, flat_members};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::window::Window;
 use super::{
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::job::JsonlConfig;
 use crate::source::value::Cell;
-use crate::source::{Column, FieldType, Key, KeyType, Row, ScanSpec, Source, SourceError, Value};
+use crate::source::{Column, FieldType, Key, KeyPart, KeyType, Row, ScanSpec, Source, SourceError, Value};
 
 /// How many non-blank lines `open` reads to learn the columns and their types.
 const SAMPLE_LINES: usize = 1000;
@@ -115,6 +115,7 @@ impl JsonlSource {
     fn plan(&self, spec: &ScanSpec) -> Result<Plan, SourceError> {
         let mut plan = Plan {
             members: Vec::new(),
+            names: Names::new(&[]),
             lookups: Vec::new(),
         };
         for name in spec.key.iter().chain(&spec.columns) {
@@ -136,6 +137,7 @@ impl JsonlSource {
             };
             plan.lookups.push(Lookup { slot, rest });
         }
+        plan.names = Names::new(&plan.members);
         Ok(plan)
     }
 
@@ -152,47 +154,79 @@ impl JsonlSource {
 
 /// The members `plan` wants from one line, as their JSON text borrowed from it, into
 /// `slots` (one per member). A flat object is read directly; any other line goes through
-/// serde_json.
+/// serde_json. Returns whether the line was flat: its strings then have no escapes.
 fn members<'a>(
     plan: &Plan,
     line: u64,
     text: &'a str,
     slots: &mut Vec<Option<&'a str>>,
-) -> Result<(), SourceError> {
+) -> Result<bool, SourceError> {
     slots.clear();
     slots.resize(plan.members.len(), None);
-    if flat_members(text, &plan.members, slots) {
-        return Ok(());
+    if flat_members(text, &plan.names, slots) {
+        return Ok(true);
     }
     slots.iter_mut().for_each(|slot| *slot = None);
     let seed = WantedMembers {
         members: &plan.members,
         slots,
     };
-    parse_object(text, line, seed)
+    parse_object(text, line, seed)?;
+    Ok(false)
 }
 
-/// The key one line holds, for the scan `spec`.
-fn key_of(spec: &ScanSpec, plan: &Plan, slots: &[Option<&str>], line: u64) -> Result<Key, SourceError> {
-    let mut parts = Vec::with_capacity(spec.key.len());
-    for (n, lookup) in plan.lookups[..spec.key.len()].iter().enumerate() {
+/// The key parts one line holds, for the scan `spec`, into reused `parts` (one per key
+/// column): an integer or a text key is taken from the line's text without decoding a
+/// value, with the same result as [`key_part`] of the decoded value.
+#[inline]
+fn fill_key(
+    spec: &ScanSpec,
+    plan: &Plan,
+    slots: &[Option<&str>],
+    flat: bool,
+    line: u64,
+    parts: &mut [KeyPart],
+) -> Result<(), SourceError> {
+    for (n, (lookup, part)) in plan.lookups[..spec.key.len()].iter().zip(parts).enumerate() {
         let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-        let part = key_part(lookup.value(slots, line)?, ty);
-        parts.push(part.map_err(|reason| key_error(&reason, line, &spec.key[n]))?);
+        match (ty, lookup.cell(slots, flat), &mut *part) {
+            (KeyType::Integer, Some(Cell::Int(i)), _) => *part = KeyPart::Int(i),
+            (KeyType::Text, Some(Cell::Text(t)), KeyPart::Text(s)) if !t.is_empty() => {
+                s.clear();
+                s.push_str(t);
+            }
+            _ => *part = decoded_key_part(spec, lookup, slots, line, n)?,
+        }
     }
-    Ok(Key(parts))
+    Ok(())
+}
+
+/// Key part `n` of a line, through its decoded value.
+#[cold]
+#[inline(never)]
+fn decoded_key_part(
+    spec: &ScanSpec,
+    lookup: &Lookup,
+    slots: &[Option<&str>],
+    line: u64,
+    n: usize,
+) -> Result<KeyPart, SourceError> {
+    let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
+    key_part(lookup.value(slots, line)?, ty).map_err(|reason| key_error(&reason, line, &spec.key[n]))
 }
 
 /// The row one line holds, for the scan `spec` as `plan` finds its columns.
 fn row_of(spec: &ScanSpec, plan: &Plan, line: u64, text: &str) -> Result<Row, SourceError> {
     let mut slots = Vec::new();
-    members(plan, line, text, &mut slots)?;
+    let flat = members(plan, line, text, &mut slots)?;
     let values = plan.lookups[spec.key.len()..]
         .iter()
         .map(|lookup| lookup.value(&slots, line))
         .collect::<Result<_, _>>()?;
+    let mut key = vec![KeyPart::Int(0); spec.key.len()];
+    fill_key(spec, plan, &slots, flat, line, &mut key)?;
     Ok(Row {
-        key: key_of(spec, plan, &slots, line)?,
+        key: Key(key),
         values,
     })
 }
@@ -212,14 +246,15 @@ impl IndexedFile for JsonlSource {
         let mut recycled_slots: Vec<Option<&'static str>> = Vec::new();
         let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(value_lookups.len());
         let mut undecoded = Vec::new();
+        let mut key = vec![KeyPart::Int(0); spec.key.len()];
         while let Some((line, start, text)) = lines.next()? {
             let mut slots = recycle(std::mem::take(&mut recycled_slots));
-            members(&plan, line, text, &mut slots)?;
-            let key = key_of(spec, &plan, &slots, line)?;
+            let flat = members(&plan, line, text, &mut slots)?;
+            fill_key(spec, &plan, &slots, flat, line, &mut key)?;
             let mut cells = recycle(std::mem::take(&mut recycled));
             undecoded.clear();
             for (n, (lookup, decoded)) in value_lookups.iter().zip(decoded.iter_mut()).enumerate() {
-                match lookup.cell(&slots) {
+                match lookup.cell(&slots, flat) {
                     Some(cell) => cells.push(cell),
                     None => {
                         *decoded = lookup.value(&slots, line)?;
@@ -234,7 +269,7 @@ impl IndexedFile for JsonlSource {
             }
             visit(RecordView {
                 locator: start,
-                key: &key.0,
+                key: &key,
                 values: &cells,
             })?;
             recycled = recycle(cells);
@@ -318,6 +353,8 @@ impl Source for JsonlSource {
 struct Plan {
     /// Member names; a member's position is its slot.
     members: Vec<String>,
+    /// The same, for the flat reader.
+    names: Names,
     /// Key columns, then the other columns, in scan order.
     lookups: Vec<Lookup>,
 }
@@ -331,22 +368,26 @@ struct Lookup {
 
 impl Lookup {
     /// The column's value borrowed from the line, when its JSON text is the value: null,
-    /// a boolean, a number, or a string without escapes. `None` otherwise.
-    fn cell<'a>(&self, slots: &[Option<&'a str>]) -> Option<Cell<'a>> {
+    /// a boolean, a number, or a string without escapes. `None` otherwise. `flat`: the
+    /// slots are a flat line's, whose strings have no escapes.
+    #[inline(always)]
+    fn cell<'a>(&self, slots: &[Option<&'a str>], flat: bool) -> Option<Cell<'a>> {
         if self.rest.is_some() {
             return None;
         }
         let Some(raw) = slots[self.slot] else {
             return Some(Cell::Null);
         };
-        let text = raw.trim_ascii();
+        // A flat line's member is its scalar's text alone.
+        let text = if flat { raw } else { raw.trim_ascii() };
         Some(match text.as_bytes().first()? {
             b'n' => Cell::Null,
             b't' => Cell::Bool(true),
             b'f' => Cell::Bool(false),
             b'"' => {
-                let inner = text.get(1..text.len() - 1)?;
-                if inner.contains('\\') {
+                // Valid JSON: the string ends with the quote.
+                let inner = text[1..].strip_suffix('"')?;
+                if !flat && inner.contains('\\') {
                     return None;
                 }
                 Cell::Text(inner)
@@ -356,7 +397,7 @@ impl Lookup {
             // text (which serde_json spells again only when it has an exponent).
             _ => match text.parse::<i64>() {
                 Ok(i) => Cell::Int(i),
-                Err(_) if text.contains(['e', 'E']) => return None,
+                Err(_) if text.bytes().any(|b| b == b'e' || b == b'E') => return None,
                 Err(_) => Cell::Decimal(text),
             },
         })
@@ -364,7 +405,7 @@ impl Lookup {
 
     /// The column's value, decoded.
     fn value(&self, slots: &[Option<&str>], line: u64) -> Result<Value, SourceError> {
-        if let Some(cell) = self.cell(slots) {
+        if let Some(cell) = self.cell(slots, false) {
             return Ok(cell.to_value());
         }
         let Some(raw) = slots[self.slot] else {
@@ -615,9 +656,10 @@ impl Visitor<'_> for MemberSlot<'_> {
 mod tests {
     use std::path::PathBuf;
 
+    use proptest::prelude::*;
+
     use super::super::test_support::{scan_all, spec};
     use super::*;
-    use crate::source::KeyPart;
 
     fn config(dir: &tempfile::TempDir, content: &[u8], pointers: &[(&str, &str)]) -> JsonlConfig {
         let path = dir.path().join("data.jsonl");
@@ -644,6 +686,93 @@ mod tests {
         std::fs::write(&source.config.path, content).unwrap();
         let spec = spec(&[key], &[], 10);
         scan_all(&mut source, &spec).await.unwrap_err().to_string()
+    }
+
+    /// Member texts: scalars a flat line holds and values only serde_json reads.
+    fn member_text() -> impl Strategy<Value = String> {
+        let fixed = prop_oneof![
+            Just("null"),
+            Just("true"),
+            Just("false"),
+            Just("\"\""),
+            Just("\" \""),
+            Just("\"x1\""),
+            Just("\"12\""),
+            Just("\" 12 \""),
+            Just("\"a\\\"b\""),
+            Just("\"\\u0031\""),
+            Just("\"é\""),
+            Just("\"326CA1C2-0000-4000-8000-00000000000A\""),
+            Just("0"),
+            Just("-0"),
+            Just("-0.0"),
+            Just("1.0"),
+            Just("5439.07"),
+            Just("1e3"),
+            Just("-2E-2"),
+            Just("9223372036854775807"),
+            Just("9223372036854775808"),
+            Just("-9223372036854775808"),
+            Just("-9223372036854775809"),
+            Just("123456789012345678901234567890"),
+            Just("[1]"),
+            Just("{\"a\":1}"),
+        ]
+        .prop_map(str::to_owned);
+        prop_oneof![
+            fixed,
+            any::<i64>().prop_map(|i| i.to_string()),
+            "[a-z0-9 ]{0,6}".prop_map(|t| format!("\"{t}\"")),
+        ]
+    }
+
+    fn key_result(spec: &ScanSpec, plan: &Plan, text: &str, prior: &KeyPart) -> Result<KeyPart, String> {
+        let mut slots = Vec::new();
+        let flat = members(plan, 7, text, &mut slots).map_err(|e| e.to_string())?;
+        let lookup = &plan.lookups[0];
+        let cell = lookup.cell(&slots, flat);
+        assert_eq!(cell, lookup.cell(&slots, false), "{text}");
+        if let (Some(cell), Some(raw)) = (cell, slots[0]) {
+            let json = serde_json::from_str(raw).expect("a member's text is JSON");
+            assert_eq!(cell.to_value(), to_value(json), "{text}");
+        }
+        let mut parts = vec![prior.clone()];
+        fill_key(spec, plan, &slots, flat, 7, &mut parts).map_err(|e| e.to_string())?;
+        Ok(parts.remove(0))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A key part taken from a line's text is the one its decoded value makes, or
+        /// fails the same way, whatever the slot held before; and a flat line's cells are
+        /// those its text makes when checked for escapes.
+        #[test]
+        fn key_parts_from_the_text_are_those_of_the_decoded_value(
+            value in member_text(),
+            ty in prop_oneof![Just(KeyType::Integer), Just(KeyType::Text), Just(KeyType::Uuid)],
+            prior in prop_oneof![Just(KeyPart::Int(5)), Just(KeyPart::Text("old".into()))],
+            layout in 0..3usize,
+        ) {
+            let text = match layout {
+                0 => format!("{{\"k\":{value}}}\n"),
+                1 => format!("{{ \"x\": 1, \"k\" : {value} }}"),
+                _ => format!("{{\"x\":[{value}]}}"),
+            };
+            let spec = spec(&[("k", ty)], &[], 10);
+            let plan = Plan {
+                members: vec!["k".into()],
+                names: Names::new(&["k".into()]),
+                lookups: vec![Lookup { slot: 0, rest: None }],
+            };
+            let mut slots = Vec::new();
+            members(&plan, 7, &text, &mut slots).unwrap();
+            let expected = plan.lookups[0]
+                .value(&slots, 7)
+                .map_err(|e| e.to_string())
+                .and_then(|v| key_part(v, ty).map_err(|reason| key_error(&reason, 7, "k").to_string()));
+            prop_assert_eq!(key_result(&spec, &plan, &text, &prior), expected);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
