@@ -155,7 +155,7 @@ fn build_index(
 /// An index entry whose key's bytes are short (an integer key, or text of a dozen
 /// bytes): a fixed size, so that a plain vector of them sorts in place, without the
 /// arena and per-row offsets of the general sorter. Most tables have such a key.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct ShortEntry {
     /// The key's bytes, zero-padded. Padding keeps their order: an encoded key is never
     /// a prefix of another.
@@ -172,8 +172,6 @@ const SIZE_SAMPLE: usize = 4096;
 const SHORT_KEY: usize = 16;
 const VALID_DIGEST: u64 = 1 << 63;
 const KEY_LEN_SHIFT: u32 = 56;
-/// The key's length in an entry's `meta`.
-const KEY_LEN_BITS: u64 = !VALID_DIGEST & !(LOCATOR_LIMIT - 1);
 /// Locators are file offsets, far below this.
 const LOCATOR_LIMIT: u64 = 1 << KEY_LEN_SHIFT;
 
@@ -194,22 +192,14 @@ impl ShortEntry {
         (u128::from_be_bytes(self.key), self.meta & !VALID_DIGEST)
     }
 
-    fn key_len(&self) -> usize {
-        ((self.meta & KEY_LEN_BITS) >> KEY_LEN_SHIFT) as usize
-    }
-
     fn key_bytes(&self) -> &[u8] {
-        &self.key[..self.key_len()]
-    }
-
-    fn locator(&self) -> u64 {
-        self.meta & (LOCATOR_LIMIT - 1)
+        &self.key[..((self.meta & !VALID_DIGEST) >> KEY_LEN_SHIFT) as usize]
     }
 
     fn entry(&self) -> GroupEntry {
         GroupEntry {
             digest: (self.meta & VALID_DIGEST != 0).then_some(self.digest),
-            locator: self.locator(),
+            locator: self.meta & (LOCATOR_LIMIT - 1),
         }
     }
 
@@ -236,190 +226,75 @@ fn push_entry(into: &mut Vec<u8>, digest: Option<&[u8; DIGEST_LEN]>, locator: u6
     into.extend_from_slice(&locator.to_le_bytes());
 }
 
-/// Short entries below which [`sort_short`] compares them instead of counting digits:
-/// a radix pass costs a count per bucket whatever the number of entries.
-const RADIX_MIN: usize = 1024;
-/// The widest digit of a radix pass, in bits: wider ones, with their 4096 buckets
-/// and more, write to too many places at once.
-const RADIX_BITS: u32 = 11;
-const RADIX_BUCKETS: usize = 1 << RADIX_BITS;
-/// Radix passes past which comparing costs less: each moves every entry through memory
-/// once more, and a million entries take about as long to compare as to move six times
-/// (the text ids of a million rows need six passes; integer ids, two).
-const RADIX_MAX_PASSES: usize = 6;
+/// Short entries below which [`sort_short`] compares them instead of partitioning them:
+/// a partition costs a pass over its buckets however few the entries.
+const PARTITION_MIN: usize = 1024;
+/// The key bits a partition buckets entries by. 512 buckets are few enough for the places
+/// entries move to to stay in cache, and a bucket of a million entries is small after
+/// two partitions.
+const PARTITION_BITS: u32 = 9;
+const BUCKETS: usize = 1 << PARTITION_BITS;
 
-/// What one radix pass sorts short entries by.
-#[derive(Clone, Copy)]
-enum Digit {
-    /// The key's length.
-    Length,
-    /// The bits of `mask` of the big-endian word of the 4 key bytes from `at`, shifted
-    /// right by `shift`.
-    Key { at: usize, shift: u32, mask: u32 },
-}
-
-impl Digit {
-    /// How many values it has.
-    fn buckets(self) -> usize {
-        match self {
-            Digit::Length => SHORT_KEY + 1,
-            Digit::Key { mask, .. } => mask as usize + 1,
+/// Sorts short entries into [`ShortEntry::order`], in place: partitions them by the
+/// highest key bits that vary, then each bucket the same way, until they are few enough
+/// to compare.
+fn sort_short(entries: &mut [ShortEntry]) {
+    if entries.len() >= PARTITION_MIN
+        && let Some(shift) = top_bits(entries)
+    {
+        let mut start = 0;
+        for end in partition(entries, shift) {
+            sort_short(&mut entries[start..end]);
+            start = end;
         }
-    }
-
-    fn of(self, entry: &ShortEntry) -> usize {
-        match self {
-            Digit::Length => entry.key_len(),
-            Digit::Key { at, shift, mask } => key_digit(entry, at, shift, mask),
-        }
+    } else {
+        entries.sort_unstable_by_key(ShortEntry::order);
     }
 }
 
-fn key_digit(entry: &ShortEntry, at: usize, shift: u32, mask: u32) -> usize {
-    // Never past the key's last four bytes; saying so drops the bounds checks.
-    let at = at.min(SHORT_KEY - 4);
-    let word = u32::from_be_bytes([
-        entry.key[at],
-        entry.key[at + 1],
-        entry.key[at + 2],
-        entry.key[at + 3],
-    ]);
-    (word >> shift & mask) as usize & (RADIX_BUCKETS - 1)
+/// How far to shift keys (as big-endian numbers) right for [`bucket`] to read the
+/// highest bits that vary across `entries`; `None` when no key bit varies.
+fn top_bits(entries: &[ShortEntry]) -> Option<u32> {
+    let first = u128::from_be_bytes(entries.first()?.key);
+    let varying = entries.iter().fold(0, |varying, entry| {
+        varying | u128::from_be_bytes(entry.key) ^ first
+    });
+    (varying != 0).then(|| (u128::BITS - varying.leading_zeros()).saturating_sub(PARTITION_BITS))
 }
 
-/// The digits that tell `entries` apart, least significant first: the key's length,
-/// when it varies, then windows of the key (read as a big-endian number), each from its
-/// lowest bit that varies. Bits that are the same in every entry (most of them: the
-/// integer keys of a million rows differ in their last 20 bits) need no pass. The
-/// windows are as narrow as the fewest passes allow: fewer buckets to write to at once.
-fn radix_digits(entries: &[ShortEntry]) -> Vec<Digit> {
-    let Some(first) = entries.first() else {
-        return Vec::new();
-    };
-    let first_key = u128::from_ne_bytes(first.key);
-    let (mut keys, mut meta) = (0u128, 0u64);
-    for entry in entries {
-        keys |= u128::from_ne_bytes(entry.key) ^ first_key;
-        meta |= entry.meta ^ first.meta;
-    }
-    let varying = u128::from_be_bytes(keys.to_ne_bytes());
-    let passes = key_windows(varying, RADIX_BITS).count();
-    let bits = (1..RADIX_BITS)
-        .find(|&bits| key_windows(varying, bits).count() == passes)
-        .unwrap_or(RADIX_BITS);
-    let length = (meta & KEY_LEN_BITS != 0).then_some(Digit::Length);
-    length
-        .into_iter()
-        .chain(key_windows(varying, bits).map(|(low, width)| {
-            // The word of the byte holding the lowest bit and the three before it; the
-            // key's first four bytes for a digit in them.
-            let base = (low / 8 * 8).min(96);
-            Digit::Key {
-                at: (12 - base / 8) as usize,
-                shift: low - base,
-                mask: (1 << width) - 1,
-            }
-        }))
-        .collect()
+/// An entry's bucket: its key's bits from `shift`. The bits above them are the same in
+/// every entry, so buckets ascend with keys.
+fn bucket(entry: &ShortEntry, shift: u32) -> usize {
+    (u128::from_be_bytes(entry.key) >> shift) as usize & (BUCKETS - 1)
 }
 
-/// The lowest bit and the width of windows of at most `bits` bits that cover the bits
-/// of `varying`, from the lowest.
-fn key_windows(mut varying: u128, bits: u32) -> impl Iterator<Item = (u32, u32)> {
-    std::iter::from_fn(move || {
-        if varying == 0 {
-            return None;
-        }
-        let low = varying.trailing_zeros();
-        let width = 128 - ((varying >> low) & ((1 << bits) - 1)).leading_zeros();
-        varying &= !(((1u128 << width) - 1) << low);
-        Some((low, width))
-    })
-}
-
-/// Moves every entry of `from` to the next place of its digit in `to`, and shows it to
-/// `count`.
-fn scatter(
-    from: &[ShortEntry],
-    to: &mut [ShortEntry],
-    places: &mut [usize; RADIX_BUCKETS],
-    digit: impl Fn(&ShortEntry) -> usize,
-    mut count: impl FnMut(&ShortEntry),
-) {
-    for entry in from {
-        let place = &mut places[digit(entry) & (RADIX_BUCKETS - 1)];
-        to[*place] = *entry;
-        *place += 1;
-        count(entry);
-    }
-}
-
-/// Sorts short entries into [`ShortEntry::order`]: by key, then by length, then by
-/// locator. Entries come in file order, so a stable sort by key and length is that
-/// order: [`radix_sort`] over the digits that vary, unless the entries are few or vary
-/// in too many digits, which compare faster.
-fn sort_short(entries: &mut Vec<ShortEntry>) {
-    debug_assert!(
-        entries
-            .windows(2)
-            .all(|pair| pair[0].locator() < pair[1].locator()),
-        "short entries come in file order"
-    );
-    if entries.len() >= RADIX_MIN {
-        let digits = radix_digits(entries);
-        if digits.len() <= RADIX_MAX_PASSES {
-            radix_sort(entries, &digits);
-            debug_assert!(entries.is_sorted_by_key(ShortEntry::order));
-            return;
-        }
-    }
-    entries.sort_unstable_by_key(ShortEntry::order);
-}
-
-/// Sorts entries stably by `digits`, least significant first: a pass over the entries
-/// counts the first digit's values, and each pass moves every entry to its digit's
-/// place while counting the next digit's.
-///
-/// Moving needs a second buffer as large as the entries, freed before it returns: the
-/// entries are at most half the budget (`max_short`), which keeps the other half for
-/// it. The vector may come back with no more room than its entries.
-fn radix_sort(entries: &mut Vec<ShortEntry>, digits: &[Digit]) {
-    let Some(&first) = digits.first() else {
-        return;
-    };
-    let mut counts = [0usize; RADIX_BUCKETS];
+/// Moves entries in place so that their buckets ascend, and returns each bucket's end.
+/// Each entry is swapped to the next free place of its bucket, and the entry it displaces
+/// is placed in a later round rather than at once, so that the moves do not wait on each
+/// other.
+fn partition(entries: &mut [ShortEntry], shift: u32) -> [usize; BUCKETS] {
+    let mut ends = [0; BUCKETS];
     for entry in entries.iter() {
-        counts[first.of(entry) & (RADIX_BUCKETS - 1)] += 1;
+        ends[bucket(entry, shift)] += 1;
     }
-    let mut scratch = vec![ShortEntry::default(); entries.len()];
-    let (mut from, mut to) = (entries.as_mut_slice(), scratch.as_mut_slice());
-    for (n, &digit) in digits.iter().enumerate() {
-        let mut places = [0; RADIX_BUCKETS];
-        let mut place = 0;
-        for (start, count) in places.iter_mut().zip(&mut counts).take(digit.buckets()) {
-            *start = place;
-            place += std::mem::take(count);
-        }
-        let mut count_next = |entry: &ShortEntry| {
-            if let Some(next) = digits.get(n + 1) {
-                counts[next.of(entry) & (RADIX_BUCKETS - 1)] += 1;
+    let mut end = 0;
+    for bucket_end in &mut ends {
+        end += *bucket_end;
+        *bucket_end = end;
+    }
+    let mut next = [0; BUCKETS];
+    next[1..].copy_from_slice(&ends[..BUCKETS - 1]);
+    while next != ends {
+        for at in 0..BUCKETS {
+            // Every place from the bucket's next to its end holds an entry not yet placed.
+            for place in next[at]..ends[at] {
+                let to = bucket(&entries[place], shift);
+                entries.swap(place, next[to]);
+                next[to] += 1;
             }
-        };
-        match digit {
-            Digit::Length => scatter(from, to, &mut places, ShortEntry::key_len, &mut count_next),
-            Digit::Key { at, shift, mask } => scatter(
-                from,
-                to,
-                &mut places,
-                |entry| key_digit(entry, at, shift, mask),
-                &mut count_next,
-            ),
         }
-        std::mem::swap(&mut from, &mut to);
     }
-    if digits.len() % 2 == 1 {
-        std::mem::swap(entries, &mut scratch);
-    }
+    ends
 }
 
 /// An index being built. While every key is short, entries are [`ShortEntry`]s, sorted
@@ -433,7 +308,7 @@ struct IndexBuilder {
     /// The file's size, to size the short entries once their average spacing is known.
     file_bytes: Option<u64>,
     /// How many short entries may be held: half the budget, since growing the vector
-    /// holds its old and new buffers at once, and sorting it a second buffer as large.
+    /// holds its old and new buffers at once.
     max_short: usize,
     sorter: SpillSorter,
     /// The key's bytes, then the entry's, of the row being added.
@@ -1124,12 +999,13 @@ mod tests {
         }
     }
 
-    /// Short entries as an index holds them, in file order: keys from a template whose
-    /// chosen bytes vary (over a few values, so that keys repeat, or over any), zero
-    /// past their length, which is one of a few; below and above [`RADIX_MIN`].
+    /// Short entries as an index holds them, in file order: keys from a template (maybe
+    /// zeros) whose chosen bytes vary (over a few values, so that keys repeat, or over
+    /// any), zero past their length, which is one of a few; below and above
+    /// [`PARTITION_MIN`].
     fn short_entries() -> impl Strategy<Value = Vec<ShortEntry>> {
         (
-            any::<[u8; SHORT_KEY]>(),
+            prop_oneof![Just([0; SHORT_KEY]), any::<[u8; SHORT_KEY]>()],
             prop_oneof![
                 Just(0u16),
                 (0..16u32).prop_map(|at| 1 << at),
@@ -1138,7 +1014,11 @@ mod tests {
             ],
             any::<bool>(),
             prop_oneof![Just(vec![9]), proptest::collection::vec(0..=SHORT_KEY, 1..4)],
-            prop_oneof![0..64usize, RADIX_MIN - 64..RADIX_MIN + 64, 1500..5000usize],
+            prop_oneof![
+                0..64usize,
+                PARTITION_MIN - 64..PARTITION_MIN + 64,
+                1500..12000usize
+            ],
         )
             .prop_flat_map(|(template, varying, any_byte, lengths, count)| {
                 let row = (
@@ -1177,9 +1057,10 @@ mod tests {
     }
 
     proptest! {
-        /// Short entries in file order sort as comparing their order would: by key, key
-        /// length and locator, whichever bytes vary; so does the radix sort alone, also
-        /// over more digits than it is used for.
+        /// Short entries sort as comparing their order would: by key, key length and
+        /// locator, whichever bytes vary. Partitioned alone, also when fewer than it is
+        /// used for, each bucket's range holds just its entries, and sorting each range
+        /// sorts them all.
         #[test]
         fn short_entries_sort_by_key_length_and_locator(entries in short_entries()) {
             let mut expected = entries.clone();
@@ -1187,10 +1068,18 @@ mod tests {
             let mut sorted = entries.clone();
             sort_short(&mut sorted);
             prop_assert_eq!(entry_fields(&sorted), entry_fields(&expected));
-            let mut radix_sorted = entries;
-            let digits = radix_digits(&radix_sorted);
-            radix_sort(&mut radix_sorted, &digits);
-            prop_assert_eq!(entry_fields(&radix_sorted), entry_fields(&expected));
+            let mut parted = entries;
+            if let Some(shift) = top_bits(&parted) {
+                let ends = partition(&mut parted, shift);
+                let mut start = 0;
+                for (at, &end) in ends.iter().enumerate() {
+                    prop_assert!(parted[start..end].iter().all(|entry| bucket(entry, shift) == at));
+                    parted[start..end].sort_by_key(ShortEntry::order);
+                    start = end;
+                }
+                prop_assert_eq!(start, parted.len());
+                prop_assert_eq!(entry_fields(&parted), entry_fields(&expected));
+            }
         }
 
         /// Whatever the keys and the budget, the index comes back as the entries stably
