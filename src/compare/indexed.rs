@@ -155,7 +155,7 @@ fn build_index(
 /// An index entry whose key's bytes are short (an integer key, or text of a dozen
 /// bytes): a fixed size, so that a plain vector of them sorts in place, without the
 /// arena and per-row offsets of the general sorter. Most tables have such a key.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct ShortEntry {
     /// The key's bytes, zero-padded. Padding keeps their order: an encoded key is never
     /// a prefix of another.
@@ -224,6 +224,77 @@ fn push_entry(into: &mut Vec<u8>, digest: Option<&[u8; DIGEST_LEN]>, locator: u6
         None => into.extend_from_slice(&[0; 1 + DIGEST_LEN]),
     }
     into.extend_from_slice(&locator.to_le_bytes());
+}
+
+/// Short entries below which [`sort_short`] compares them instead of partitioning them:
+/// a partition costs a pass over its buckets however few the entries.
+const PARTITION_MIN: usize = 1024;
+/// The key bits a partition buckets entries by. 512 buckets are few enough for the places
+/// entries move to to stay in cache, and a bucket of a million entries is small after
+/// two partitions.
+const PARTITION_BITS: u32 = 9;
+const BUCKETS: usize = 1 << PARTITION_BITS;
+
+/// Sorts short entries into [`ShortEntry::order`], in place: partitions them by the
+/// highest key bits that vary, then each bucket the same way, until they are few enough
+/// to compare.
+fn sort_short(entries: &mut [ShortEntry]) {
+    if entries.len() >= PARTITION_MIN
+        && let Some(shift) = top_bits(entries)
+    {
+        let mut start = 0;
+        for end in partition(entries, shift) {
+            sort_short(&mut entries[start..end]);
+            start = end;
+        }
+    } else {
+        entries.sort_unstable_by_key(ShortEntry::order);
+    }
+}
+
+/// How far to shift keys (as big-endian numbers) right for [`bucket`] to read the
+/// highest bits that vary across `entries`; `None` when no key bit varies.
+fn top_bits(entries: &[ShortEntry]) -> Option<u32> {
+    let first = u128::from_be_bytes(entries.first()?.key);
+    let varying = entries.iter().fold(0, |varying, entry| {
+        varying | u128::from_be_bytes(entry.key) ^ first
+    });
+    (varying != 0).then(|| (u128::BITS - varying.leading_zeros()).saturating_sub(PARTITION_BITS))
+}
+
+/// An entry's bucket: its key's bits from `shift`. The bits above them are the same in
+/// every entry, so buckets ascend with keys.
+fn bucket(entry: &ShortEntry, shift: u32) -> usize {
+    (u128::from_be_bytes(entry.key) >> shift) as usize & (BUCKETS - 1)
+}
+
+/// Moves entries in place so that their buckets ascend, and returns each bucket's end.
+/// Each entry is swapped to the next free place of its bucket, and the entry it displaces
+/// is placed in a later round rather than at once, so that the moves do not wait on each
+/// other.
+fn partition(entries: &mut [ShortEntry], shift: u32) -> [usize; BUCKETS] {
+    let mut ends = [0; BUCKETS];
+    for entry in entries.iter() {
+        ends[bucket(entry, shift)] += 1;
+    }
+    let mut end = 0;
+    for bucket_end in &mut ends {
+        end += *bucket_end;
+        *bucket_end = end;
+    }
+    let mut next = [0; BUCKETS];
+    next[1..].copy_from_slice(&ends[..BUCKETS - 1]);
+    while next != ends {
+        for at in 0..BUCKETS {
+            // Every place from the bucket's next to its end holds an entry not yet placed.
+            for place in next[at]..ends[at] {
+                let to = bucket(&entries[place], shift);
+                entries.swap(place, next[to]);
+                next[to] += 1;
+            }
+        }
+    }
+    ends
 }
 
 /// An index being built. While every key is short, entries are [`ShortEntry`]s, sorted
@@ -307,7 +378,7 @@ impl IndexBuilder {
         let Some(short) = &mut self.short else {
             return Ok(());
         };
-        short.sort_unstable_by_key(ShortEntry::order);
+        sort_short(short);
         let run = ShortRun::write(short.iter().map(|entry| Ok(*entry)))?;
         short.clear();
         self.short_runs.push(run);
@@ -326,7 +397,7 @@ impl IndexBuilder {
         let Some(mut short) = self.short.take() else {
             return Ok(());
         };
-        short.sort_unstable_by_key(ShortEntry::order);
+        sort_short(&mut short);
         let mut sources: Vec<ShortSource> = std::mem::take(&mut self.short_runs)
             .into_iter()
             .map(ShortSource::disk)
@@ -352,7 +423,7 @@ impl IndexBuilder {
         let Some(mut short) = self.short.take() else {
             return Ok(SortedIndex::Rows(self.sorter.finish()?));
         };
-        short.sort_unstable_by_key(ShortEntry::order);
+        sort_short(&mut short);
         if self.short_runs.is_empty() {
             return Ok(SortedIndex::Short(short.into_iter()));
         }
@@ -928,7 +999,89 @@ mod tests {
         }
     }
 
+    /// Short entries as an index holds them, in file order: keys from a template (maybe
+    /// zeros) whose chosen bytes vary (over a few values, so that keys repeat, or over
+    /// any), zero past their length, which is one of a few; below and above
+    /// [`PARTITION_MIN`].
+    fn short_entries() -> impl Strategy<Value = Vec<ShortEntry>> {
+        (
+            prop_oneof![Just([0; SHORT_KEY]), any::<[u8; SHORT_KEY]>()],
+            prop_oneof![
+                Just(0u16),
+                (0..16u32).prop_map(|at| 1 << at),
+                (0..16u32, 0..16u32).prop_map(|(a, b)| 1 << a | 1 << b),
+                any::<u16>(),
+            ],
+            any::<bool>(),
+            prop_oneof![Just(vec![9]), proptest::collection::vec(0..=SHORT_KEY, 1..4)],
+            prop_oneof![
+                0..64usize,
+                PARTITION_MIN - 64..PARTITION_MIN + 64,
+                1500..12000usize
+            ],
+        )
+            .prop_flat_map(|(template, varying, any_byte, lengths, count)| {
+                let row = (
+                    any::<[u8; SHORT_KEY]>(),
+                    any::<usize>(),
+                    1u64..1000,
+                    any::<bool>(),
+                );
+                proptest::collection::vec(row, count).prop_map(move |rows| {
+                    let mut locator = 0;
+                    let mut entries = Vec::with_capacity(rows.len());
+                    for (n, (bytes, length, gap, valid)) in rows.into_iter().enumerate() {
+                        let length = lengths[length % lengths.len()];
+                        let mut key = [0; SHORT_KEY];
+                        for (at, byte) in key.iter_mut().enumerate().take(length) {
+                            *byte = match (varying >> at & 1 == 1, any_byte) {
+                                (false, _) => template[at],
+                                (true, true) => bytes[at],
+                                (true, false) => [0, 1, 0x80, 0xff][usize::from(bytes[at] % 4)],
+                            };
+                        }
+                        locator += gap;
+                        let digest = valid.then_some((n as u128).to_le_bytes());
+                        entries.push(ShortEntry::new(&key[..length], digest, locator));
+                    }
+                    entries
+                })
+            })
+    }
+
+    fn entry_fields(entries: &[ShortEntry]) -> Vec<([u8; SHORT_KEY], [u8; DIGEST_LEN], u64)> {
+        entries
+            .iter()
+            .map(|entry| (entry.key, entry.digest, entry.meta))
+            .collect()
+    }
+
     proptest! {
+        /// Short entries sort as comparing their order would: by key, key length and
+        /// locator, whichever bytes vary. Partitioned alone, also when fewer than it is
+        /// used for, each bucket's range holds just its entries, and sorting each range
+        /// sorts them all.
+        #[test]
+        fn short_entries_sort_by_key_length_and_locator(entries in short_entries()) {
+            let mut expected = entries.clone();
+            expected.sort_by_key(ShortEntry::order);
+            let mut sorted = entries.clone();
+            sort_short(&mut sorted);
+            prop_assert_eq!(entry_fields(&sorted), entry_fields(&expected));
+            let mut parted = entries;
+            if let Some(shift) = top_bits(&parted) {
+                let ends = partition(&mut parted, shift);
+                let mut start = 0;
+                for (at, &end) in ends.iter().enumerate() {
+                    prop_assert!(parted[start..end].iter().all(|entry| bucket(entry, shift) == at));
+                    parted[start..end].sort_by_key(ShortEntry::order);
+                    start = end;
+                }
+                prop_assert_eq!(start, parted.len());
+                prop_assert_eq!(entry_fields(&parted), entry_fields(&expected));
+            }
+        }
+
         /// Whatever the keys and the budget, the index comes back as the entries stably
         /// sorted by their key bytes, each with its digest and locator.
         #[test]
