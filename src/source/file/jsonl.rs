@@ -113,11 +113,7 @@ impl JsonlSource {
 
     /// Where each of the scan's key columns, then other columns, is found in a line.
     fn plan(&self, spec: &ScanSpec) -> Result<Plan, SourceError> {
-        let mut plan = Plan {
-            members: Vec::new(),
-            names: Names::new(&[]),
-            lookups: Vec::new(),
-        };
+        let (mut members, mut lookups) = (Vec::new(), Vec::new());
         for name in spec.key.iter().chain(&spec.columns) {
             column_index(&self.columns, name)?;
             let pointer = self.config.columns.iter().find(|(n, _)| n == name);
@@ -128,17 +124,20 @@ impl JsonlSource {
                 }
                 None => (name.clone(), None),
             };
-            let slot = match plan.members.iter().position(|m| *m == member) {
+            let slot = match members.iter().position(|m| *m == member) {
                 Some(slot) => slot,
                 None => {
-                    plan.members.push(member);
-                    plan.members.len() - 1
+                    members.push(member);
+                    members.len() - 1
                 }
             };
-            plan.lookups.push(Lookup { slot, rest });
+            lookups.push(Lookup { slot, rest });
         }
-        plan.names = Names::new(&plan.members);
-        Ok(plan)
+        Ok(Plan {
+            names: Names::new(&members),
+            members,
+            lookups,
+        })
     }
 
     /// Reads the whole file into a sorter: blocking work.

@@ -861,7 +861,6 @@ impl<E: Engine> ServerSource<E> {
         statement: &Statement,
         decoder: &Arc<Decoder>,
     ) -> Result<Vec<Row>, SourceError> {
-        // A failed statement's rows are dropped with it; a bad row fails at once.
         retry(
             || async {
                 let mut stream = self
