@@ -13,9 +13,9 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
-use crate::compare::Comparer;
 use crate::compare::digest::DIGEST_LEN;
 use crate::compare::merge::{GroupSink, MergeError};
+use crate::compare::{Comparer, GroupOutcome};
 use crate::job::Side;
 use crate::source::file::IndexedFile;
 use crate::source::file::spill_sort::{SortedRows, SpillSorter, decode_key};
@@ -74,16 +74,17 @@ pub fn compare_indexed<S: GroupSink>(
         replica_rows,
         "Indexed both files; merging the indexes."
     );
-    let mut files = Rereads {
+    let files = Rereads {
         owner: owner.file,
         replica: replica.file,
-        batch: Vec::new(),
-        hold: (owner.spec.memory_budget / 8).max(4096),
+        // Three parts of both sides' rows at most are held at once (one read, one
+        // waiting, one written): a quarter of the budget, as one part of both was.
+        hold: (owner.spec.memory_budget / 24).max(4096),
     };
     std::thread::scope(|scope| {
         let mut owner_cursor = IndexCursor::new(Side::Owner, feed(scope, owner_index))?;
         let mut replica_cursor = IndexCursor::new(Side::Replica, feed(scope, replica_index))?;
-        merge_indexes(&mut owner_cursor, &mut replica_cursor, &mut files, comparer, sink)
+        merge_indexes(&mut owner_cursor, &mut replica_cursor, files, comparer, sink)
     })?;
     Ok((owner_rows, replica_rows))
 }
@@ -715,6 +716,59 @@ impl IndexCursor {
     fn locators(&self) -> Vec<u64> {
         self.group.iter().map(|entry| entry.locator).collect()
     }
+
+    /// The current entry, when it is short, and the short entries after it that are
+    /// already in memory.
+    fn short_run(&self) -> Option<(&ShortEntry, &[ShortEntry])> {
+        let Current::Short(current) = &self.current else {
+            return None;
+        };
+        let rest = match &self.index {
+            SortedIndex::Short(entries) => entries.as_slice(),
+            SortedIndex::Fed { batch, .. } => batch.as_slice(),
+            SortedIndex::ShortMerge(_) | SortedIndex::Rows(_) => return None,
+        };
+        Some((current, rest))
+    }
+
+    /// Moves past the current entry and `n - 1` more of [`IndexCursor::short_run`]'s
+    /// rest, which holds `n` at least.
+    fn skip_short(&mut self, n: usize) {
+        let next = match &mut self.index {
+            SortedIndex::Short(entries) | SortedIndex::Fed { batch: entries, .. } => entries.nth(n - 1),
+            SortedIndex::ShortMerge(_) | SortedIndex::Rows(_) => None,
+        };
+        self.current = next.map_or(Current::End, Current::Short);
+    }
+}
+
+/// Moves both cursors past the keys, from where they are, that are one short entry on
+/// each side with equal valid digests: most keys of two copies that agree. It compares
+/// keys and digests where they lie, instead of taking each key's group through the
+/// general cursor. A key whose next entry is not in memory yet is left to that path.
+fn skip_agreeing_short(owner: &mut IndexCursor, replica: &mut IndexCursor) {
+    let (Some((mut o, owner_rest)), Some((mut r, replica_rest))) = (owner.short_run(), replica.short_run())
+    else {
+        return;
+    };
+    let mut skipped = 0;
+    while let (Some(owner_next), Some(replica_next)) = (owner_rest.get(skipped), replica_rest.get(skipped)) {
+        let agrees = o.key == r.key
+            && o.meta & r.meta & VALID_DIGEST != 0
+            && (o.meta ^ r.meta) >> KEY_LEN_SHIFT == 0
+            && o.digest == r.digest
+            && owner_next.key != o.key
+            && replica_next.key != r.key;
+        if !agrees {
+            break;
+        }
+        (o, r) = (owner_next, replica_next);
+        skipped += 1;
+    }
+    if skipped > 0 {
+        owner.skip_short(skipped);
+        replica.skip_short(skipped);
+    }
 }
 
 /// Key groups whose rows are read again together: each file on its own thread.
@@ -727,25 +781,37 @@ struct Reread {
     replica: Vec<u64>,
 }
 
-/// The two files, for reading rows again, and the groups waiting to be.
+/// A key group read again and compared, on its way to the sink.
+struct Compared {
+    key: Key,
+    owner: Vec<Row>,
+    replica: Vec<Row>,
+    outcome: GroupOutcome,
+}
+
+/// What the thread reading rows again hands back: groups compared, in key order, or why
+/// it stopped.
+type ComparedPart = Result<Vec<Compared>, (Side, SourceError)>;
+
+/// The two files, for reading rows again.
 struct Rereads<'a> {
     owner: &'a mut dyn IndexedFile,
     replica: &'a mut dyn IndexedFile,
-    batch: Vec<Reread>,
-    /// Bytes of rows read again that each side may hold at once (a batch is compared in
-    /// parts when its rows are larger).
+    /// Bytes of rows read again that each side may hold in a part (a batch is compared
+    /// in parts when its rows are larger).
     hold: usize,
 }
 
 impl Rereads<'_> {
     /// Reads the batch's rows from both files at once, then compares its groups in key
-    /// order: in parts, when a side's rows would hold more than `hold` bytes.
-    fn flush<S: GroupSink>(
+    /// order, handing them to `send` in parts: a part holds at most about `hold` bytes of
+    /// a side's rows (one group at least). Stops early when `send` returns false.
+    fn compare(
         &mut self,
+        mut batch: Vec<Reread>,
         comparer: &mut Comparer,
-        sink: &mut S,
-    ) -> Result<(), MergeError<S::Error>> {
-        let batch = std::mem::take(&mut self.batch);
+        send: &mut dyn FnMut(Vec<Compared>) -> bool,
+    ) -> Result<(), (Side, SourceError)> {
         // Groups one side has read beyond what the other had, kept for the next part.
         let (mut owner_ahead, mut replica_ahead) = (VecDeque::new(), VecDeque::new());
         let mut done = 0;
@@ -769,18 +835,30 @@ impl Rereads<'_> {
                 });
                 (owner_rows, replica_rows)
             });
-            owner_ahead.extend(owner_rows.map_err(|e| MergeError::Source(Side::Owner, e))?);
-            replica_ahead.extend(replica_rows.map_err(|e| MergeError::Source(Side::Replica, e))?);
+            owner_ahead.extend(owner_rows.map_err(|e| (Side::Owner, e))?);
+            replica_ahead.extend(replica_rows.map_err(|e| (Side::Replica, e))?);
             // Each side holds one group at least: compare as many as both hold.
             let compared = owner_ahead.len().min(replica_ahead.len());
-            for group in &batch[done..done + compared] {
-                let (owner, replica) = (
-                    owner_ahead.pop_front().unwrap_or_default(),
-                    replica_ahead.pop_front().unwrap_or_default(),
-                );
-                let outcome = comparer.compare_group(&group.key, &owner, &replica);
-                sink.group(&group.key, &owner, &replica, outcome)
-                    .map_err(MergeError::Sink)?;
+            let part = batch[done..done + compared]
+                .iter_mut()
+                .map(|group| {
+                    let (owner, replica) = (
+                        owner_ahead.pop_front().unwrap_or_default(),
+                        replica_ahead.pop_front().unwrap_or_default(),
+                    );
+                    // Both sides have read this group's rows: its key is not needed again.
+                    let key = std::mem::take(&mut group.key);
+                    let outcome = comparer.compare_group(&key, &owner, &replica);
+                    Compared {
+                        key,
+                        owner,
+                        replica,
+                        outcome,
+                    }
+                })
+                .collect();
+            if !send(part) {
+                return Ok(());
             }
             done += compared;
         }
@@ -834,55 +912,130 @@ fn row_bytes(row: &Row) -> usize {
     size_of::<Row>() + row.values.len() * size_of::<Value>() + text
 }
 
-/// Merge-joins two sorted indexes; keys with equal single digests on both sides are
-/// consistent without reading their rows.
-fn merge_indexes<S: GroupSink>(
+/// The next key group, from where the cursors are, that digests cannot judge: a key
+/// missing on a side, more than one row on a side, digests that differ or are not valid.
+/// `key_bytes` is scratch space.
+fn next_to_reread(
     owner: &mut IndexCursor,
     replica: &mut IndexCursor,
-    files: &mut Rereads<'_>,
-    comparer: &mut Comparer,
-    sink: &mut S,
-) -> Result<(), MergeError<S::Error>> {
-    let mut key_bytes = Vec::new();
+    key_bytes: &mut Vec<u8>,
+) -> Result<Option<Reread>, (Side, SourceError)> {
     loop {
+        skip_agreeing_short(owner, replica);
         let order = match (owner.key(), replica.key()) {
-            (None, None) => return files.flush(comparer, sink),
+            (None, None) => return Ok(None),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (Some(o), Some(r)) => o.cmp(r),
         };
-        key_bytes.clear();
         let (key_side, smaller) = if order.is_le() {
             (owner.side, owner.key())
         } else {
             (replica.side, replica.key())
         };
+        key_bytes.clear();
         key_bytes.extend_from_slice(smaller.unwrap_or_default());
-        owner.take_group(&key_bytes)?;
-        replica.take_group(&key_bytes)?;
+        owner.take_group(key_bytes)?;
+        replica.take_group(key_bytes)?;
         if let (Some(o), Some(r)) = (owner.single_digest(), replica.single_digest())
             && o == r
         {
             continue;
         }
-        let key = decode_key(&key_bytes).map_err(|e| MergeError::Source(key_side, e))?;
-        files.batch.push(Reread {
+        let key = decode_key(key_bytes).map_err(|e| (key_side, e))?;
+        return Ok(Some(Reread {
             key,
             owner: owner.locators(),
             replica: replica.locators(),
-        });
-        if files.batch.len() == REREAD_BATCH {
-            files.flush(comparer, sink)?;
-        }
+        }));
     }
+}
+
+/// Merge-joins two sorted indexes; keys with equal single digests on both sides are
+/// consistent without reading their rows. The other keys' rows are read again and
+/// compared on a thread of its own, a batch at a time, while this one goes on merging
+/// and hands what was compared to the sink, in key order.
+fn merge_indexes<S: GroupSink>(
+    owner: &mut IndexCursor,
+    replica: &mut IndexCursor,
+    mut files: Rereads<'_>,
+    comparer: &mut Comparer,
+    sink: &mut S,
+) -> Result<(), MergeError<S::Error>> {
+    std::thread::scope(|scope| {
+        // One batch waits while another is read again, and one compared part waits
+        // while another is written: what is held stays within a few parts.
+        let (batches, batches_to_read) = std::sync::mpsc::sync_channel::<Vec<Reread>>(1);
+        let (compared_parts, parts) = std::sync::mpsc::sync_channel::<ComparedPart>(1);
+        scope.spawn(move || {
+            for batch in batches_to_read {
+                let mut send = |part| compared_parts.send(Ok(part)).is_ok();
+                if let Err(e) = files.compare(batch, comparer, &mut send) {
+                    // The merge stopped meanwhile if this cannot be sent.
+                    let _ = compared_parts.send(Err(e));
+                    return;
+                }
+            }
+        });
+        let mut write = |part: ComparedPart| -> Result<(), MergeError<S::Error>> {
+            for group in part.map_err(|(side, e)| MergeError::Source(side, e))? {
+                sink.group(&group.key, &group.owner, &group.replica, group.outcome)
+                    .map_err(MergeError::Sink)?;
+            }
+            Ok(())
+        };
+        // Hands a batch on, writing what was compared while the reading thread is busy.
+        let mut hand_on = |batch: Vec<Reread>| -> Result<(), MergeError<S::Error>> {
+            let mut batch = batch;
+            loop {
+                match batches.try_send(batch) {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                        batch = back;
+                        // The reading thread holds a batch: it sends a part, or its error.
+                        match parts.recv() {
+                            Ok(part) => write(part)?,
+                            Err(_) => break,
+                        }
+                    }
+                    // The reading thread stopped: its error is among the parts.
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+                }
+            }
+            while let Ok(part) = parts.try_recv() {
+                write(part)?;
+            }
+            Ok(())
+        };
+        let mut batch = Vec::with_capacity(REREAD_BATCH);
+        let mut key_bytes = Vec::new();
+        while let Some(group) =
+            next_to_reread(owner, replica, &mut key_bytes).map_err(|(side, e)| MergeError::Source(side, e))?
+        {
+            batch.push(group);
+            if batch.len() == REREAD_BATCH {
+                hand_on(std::mem::replace(&mut batch, Vec::with_capacity(REREAD_BATCH)))?;
+            }
+        }
+        if !batch.is_empty() {
+            hand_on(batch)?;
+        }
+        drop(batches);
+        for part in parts {
+            write(part)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::compare::{GroupOutcome, text_field_plan};
+    use crate::compare::text_field_plan;
     use crate::job::CsvConfig;
     use crate::job::Relation;
     use crate::source::KeyType;
@@ -909,7 +1062,9 @@ mod tests {
         }
     }
 
-    struct Keys(Vec<(Key, usize, usize, usize)>);
+    /// The groups handed on: key, rows on each side, findings; failing once it holds
+    /// `.1` of them.
+    struct Keys(Vec<(Key, usize, usize, usize)>, usize);
 
     impl GroupSink for Keys {
         type Error = ();
@@ -920,14 +1075,18 @@ mod tests {
             replica: &[Row],
             outcome: GroupOutcome,
         ) -> Result<(), ()> {
+            if self.0.len() == self.1 {
+                return Err(());
+            }
             self.0
                 .push((key.clone(), owner.len(), replica.len(), outcome.findings.len()));
             Ok(())
         }
     }
 
-    /// A file that counts the rows read again.
-    struct Counted(CsvSource, usize);
+    /// A file that counts the rows read again, and fails to read one once it has read
+    /// `.2` of them.
+    struct Counted(CsvSource, usize, usize);
 
     impl IndexedFile for Counted {
         fn index(
@@ -939,8 +1098,85 @@ mod tests {
         }
 
         fn read_at(&mut self, locator: u64) -> Result<Row, SourceError> {
+            if self.1 == self.2 {
+                return Err(SourceError::Read("the disk is gone".into()));
+            }
             self.1 += 1;
             self.0.read_at(locator)
+        }
+    }
+
+    /// Two CSV files of `rows` keys whose every value differs.
+    fn differing_files(
+        dir: &std::path::Path,
+        rows: usize,
+        fail_after: usize,
+    ) -> (Counted, Counted, ScanSpec) {
+        let open = |name: &str, tag: &str, fail_after: usize| {
+            let path = dir.join(name);
+            let text: String = (0..rows).rev().map(|id| format!("{id},{tag}\n")).collect();
+            std::fs::write(&path, format!("id,v\n{text}")).expect("write");
+            let config = CsvConfig {
+                path,
+                delimiter: b',',
+                header: true,
+                null: None,
+            };
+            Counted(CsvSource::open(&config).expect("open"), 0, fail_after)
+        };
+        let mut spec = spec(64 << 20);
+        spec.key = vec!["id".into()];
+        spec.key_types = vec![KeyType::Integer];
+        spec.columns = vec!["v".into()];
+        (
+            open("o.csv", "a", usize::MAX),
+            open("r.csv", "b", fail_after),
+            spec,
+        )
+    }
+
+    /// Rows are read again and compared on a thread of their own while the merge goes on:
+    /// a read that fails there fails the compare with its side and error, and a sink that
+    /// fails stops it with its error, with batches in flight, and nothing is handed on
+    /// after either.
+    #[test]
+    fn a_failed_reread_or_sink_stops_the_merge_with_its_error() {
+        let rows = 6 * REREAD_BATCH;
+        for (fail_read_after, fail_sink_after) in [
+            (rows / 2, usize::MAX),
+            (usize::MAX, rows / 2 + 7),
+            (0, usize::MAX),
+        ] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (mut owner, mut replica, spec) = differing_files(dir.path(), rows, fail_read_after);
+            let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
+            let mut keys = Keys(Vec::new(), fail_sink_after);
+            let result = compare_indexed(
+                IndexedSide {
+                    file: &mut owner,
+                    spec: &spec,
+                },
+                IndexedSide {
+                    file: &mut replica,
+                    spec: &spec,
+                },
+                &mut comparer,
+                &mut keys,
+                &|_, _| {},
+            );
+            let handed: Vec<Key> = keys.0.iter().map(|(key, ..)| key.clone()).collect();
+            let expected: Vec<Key> = (0..handed.len() as i64)
+                .map(|id| Key(vec![KeyPart::Int(id)]))
+                .collect();
+            assert_eq!(handed, expected, "groups handed on in key order, none skipped");
+            match result {
+                Err(MergeError::Source(Side::Replica, SourceError::Read(message))) => {
+                    assert_eq!(message, "the disk is gone");
+                    assert!(handed.len() <= fail_read_after, "{} handed on", handed.len());
+                }
+                Err(MergeError::Sink(())) => assert_eq!(handed.len(), fail_sink_after),
+                other => panic!("expected an error, got {:?}", other.map_err(|_| ())),
+            }
         }
     }
 
@@ -967,7 +1203,7 @@ mod tests {
                     header: true,
                     null: None,
                 };
-                Counted(CsvSource::open(&config).expect("open"), 0)
+                Counted(CsvSource::open(&config).expect("open"), 0, usize::MAX)
             };
             let mut owner = open(write("o.csv", "a", owner_width));
             let mut replica = open(write("r.csv", "b", replica_width));
@@ -976,7 +1212,7 @@ mod tests {
             spec.key_types = vec![KeyType::Integer];
             spec.columns = vec!["v".into()];
             let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
-            let mut keys = Keys(Vec::new());
+            let mut keys = Keys(Vec::new(), usize::MAX);
             let rows = compare_indexed(
                 IndexedSide {
                     file: &mut owner,
@@ -1080,6 +1316,82 @@ mod tests {
                 prop_assert_eq!(start, parted.len());
                 prop_assert_eq!(entry_fields(&parted), entry_fields(&expected));
             }
+        }
+
+        /// The merge reads again exactly the keys that digests cannot judge (missing on a
+        /// side, more than one row on a side, digests that differ or are not valid), each
+        /// with every row's locator, whether the entries are in memory or come in batches
+        /// of any size.
+        #[test]
+        fn the_merge_rereads_exactly_what_digests_cannot_judge(
+            owner in proptest::collection::vec((0u16..1000, 0u8..3, proptest::bool::weighted(0.9)), 0..600),
+            edits in proptest::collection::vec(0u8..16, 600),
+            inserted in proptest::collection::vec((0u16..1000, 0u8..3, proptest::bool::weighted(0.9)), 0..20),
+            batch in prop_oneof![Just(None), (1usize..50).prop_map(Some)],
+        ) {
+            // The replica: the owner's rows, some dropped, changed or doubled, and a few more.
+            let mut replica = Vec::new();
+            for (&(n, digest, valid), &edit) in owner.iter().zip(&edits) {
+                match edit {
+                    0 => {}
+                    1 => replica.push((n, digest + 1, valid)),
+                    2 => replica.extend([(n, digest, valid); 2]),
+                    _ => replica.push((n, digest, valid)),
+                }
+            }
+            replica.extend(inserted);
+            let entries = |rows: &[(u16, u8, bool)]| {
+                let mut entries: Vec<ShortEntry> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(locator, &(n, digest, valid))| {
+                        let mut key = Vec::new();
+                        key_bytes::push_part(&mut key, &KeyPart::Int(i64::from(n)));
+                        ShortEntry::new(&key, valid.then_some([digest; DIGEST_LEN]), locator as u64)
+                    })
+                    .collect();
+                entries.sort_by_key(ShortEntry::order);
+                entries
+            };
+            let (owner, replica) = (entries(&owner), entries(&replica));
+
+            let mut groups: BTreeMap<Vec<u8>, (Vec<&ShortEntry>, Vec<&ShortEntry>)> = BTreeMap::new();
+            for entry in &owner {
+                groups.entry(entry.key_bytes().to_vec()).or_default().0.push(entry);
+            }
+            for entry in &replica {
+                groups.entry(entry.key_bytes().to_vec()).or_default().1.push(entry);
+            }
+            let locators = |entries: &[&ShortEntry]| entries.iter().map(|e| e.entry().locator).collect::<Vec<_>>();
+            let expected: Vec<_> = groups
+                .iter()
+                .filter(|(_, (o, r))| match (o.as_slice(), r.as_slice()) {
+                    ([o], [r]) => !(o.entry().digest.is_some() && o.entry().digest == r.entry().digest),
+                    _ => true,
+                })
+                .map(|(key, (o, r))| (decode_key(key).expect("key"), locators(o), locators(r)))
+                .collect();
+
+            let cursor = |side, entries: Vec<ShortEntry>| {
+                let index = match batch {
+                    None => SortedIndex::Short(entries.into_iter()),
+                    Some(size) => {
+                        let (sender, receiver) = std::sync::mpsc::channel();
+                        for part in entries.chunks(size) {
+                            sender.send(Ok(part.to_vec())).expect("send");
+                        }
+                        SortedIndex::Fed { receiver, batch: Vec::new().into_iter() }
+                    }
+                };
+                IndexCursor::new(side, index).expect("cursor")
+            };
+            let (mut owner, mut replica) = (cursor(Side::Owner, owner), cursor(Side::Replica, replica));
+            let mut got = Vec::new();
+            let mut scratch = Vec::new();
+            while let Some(group) = next_to_reread(&mut owner, &mut replica, &mut scratch).expect("merge") {
+                got.push((group.key, group.owner, group.replica));
+            }
+            prop_assert_eq!(got, expected);
         }
 
         /// Whatever the keys and the budget, the index comes back as the entries stably
