@@ -298,18 +298,34 @@ fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
     if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
         return false;
     }
-    let all = || int.iter().chain(frac.iter());
+    // The digits are `int` then `frac`; zeros are trimmed from both ends of the whole.
+    let zeros = |digits: &[u8], from_end: bool| match from_end {
+        true => digits.iter().rev().take_while(|b| **b == b'0').count(),
+        false => digits.iter().take_while(|b| **b == b'0').count(),
+    };
     let total = int.len() + frac.len();
-    let trailing = all().rev().take_while(|b| **b == b'0').count();
+    let trailing = match zeros(frac, true) {
+        n if n == frac.len() => n + zeros(int, true),
+        n => n,
+    };
     if trailing == total {
         out.push(b'0');
         return true;
     }
-    let leading = all().take_while(|b| **b == b'0').count();
+    let leading = match zeros(int, false) {
+        n if n == int.len() => n + zeros(frac, false),
+        n => n,
+    };
     if negative {
         out.push(b'-');
     }
-    out.extend(all().skip(leading).take(total - leading - trailing));
+    let end = total - trailing;
+    if leading < int.len() {
+        out.extend_from_slice(&int[leading..end.min(int.len())]);
+    }
+    if end > int.len() {
+        out.extend_from_slice(&frac[leading.saturating_sub(int.len())..end - int.len()]);
+    }
     let exp = trailing as i64 - frac.len() as i64;
     if exp != 0 {
         out.push(b'e');
