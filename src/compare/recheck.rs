@@ -28,14 +28,17 @@ pub struct Reread<'a> {
     pub spec: &'a ScanSpec,
 }
 
-/// Keys read again at a time (a source may split them into several statements).
-const BATCH: usize = 8000;
+/// Keys read again at a time (a source may split them into several statements: a
+/// database server reads 4,000 in two statements at once). Two batches are held at
+/// once, one compared while the next is read.
+const BATCH: usize = 4000;
 
 /// Reads the pending keys again from the given sides and compares them afresh, handing
 /// `each` the fresh outcome of every pending group in order (an outcome without findings
 /// means the inconsistency converged). A side that is not read again is compared as the
-/// scan read it. Keys are read a batch at a time, from both sides at once, and each batch
-/// is let go once compared, so memory shrinks as the recheck goes.
+/// scan read it. Keys are read a batch at a time, from both sides at once, the next batch
+/// while the last is compared, and each batch is let go once compared, so memory shrinks
+/// as the recheck goes.
 pub async fn recheck<E>(
     pending: Vec<Pending>,
     mut owner: Option<Reread<'_>>,
@@ -44,13 +47,26 @@ pub async fn recheck<E>(
     mut each: impl FnMut(GroupOutcome) -> Result<(), E>,
 ) -> Result<(), MergeError<E>> {
     let mut pending = pending.into_iter();
+    let mut next_batch = || -> Vec<Pending> { pending.by_ref().take(BATCH).collect() };
+    let mut batch = next_batch();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut fresh = read_again(owner.as_mut(), replica.as_mut(), &batch).await?;
     loop {
-        let batch: Vec<Pending> = pending.by_ref().take(BATCH).collect();
-        if batch.is_empty() {
-            return Ok(());
+        let following = next_batch();
+        if following.is_empty() {
+            return compare_batch(&batch, &fresh, comparer, &mut each);
         }
-        let fresh = read_again(owner.as_mut(), replica.as_mut(), &batch).await?;
-        compare_batch(&batch, &fresh, comparer, &mut each)?;
+        // The servers read the next batch while this one is compared.
+        let (read, compared) =
+            tokio::join!(read_again(owner.as_mut(), replica.as_mut(), &following), async {
+                compare_batch(&batch, &fresh, comparer, &mut each)
+            });
+        // This batch's outcomes (or its failure) first, as if the next were not read yet.
+        compared?;
+        fresh = read?;
+        batch = following;
     }
 }
 
@@ -137,6 +153,8 @@ impl<'r> KeyWalk<'r> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
 
@@ -154,6 +172,9 @@ mod tests {
         fail_on: Option<usize>,
         /// The number of keys each `fetch` asked for.
         fetches: Vec<usize>,
+        /// Outcomes handed out so far, when counted, and their count at each `fetch`.
+        handed: Option<Arc<AtomicUsize>>,
+        handed_at_fetch: Vec<usize>,
     }
 
     #[async_trait]
@@ -172,6 +193,9 @@ mod tests {
         }
         async fn fetch(&mut self, _spec: &ScanSpec, keys: &[Key]) -> Result<Vec<Row>, SourceError> {
             self.fetches.push(keys.len());
+            if let Some(handed) = &self.handed {
+                self.handed_at_fetch.push(handed.load(Ordering::SeqCst));
+            }
             if self.fail_on == Some(self.fetches.len()) {
                 return Err(SourceError::Read("the connection was lost".into()));
             }
@@ -328,6 +352,36 @@ mod tests {
                 .iter()
                 .all(|o| o.findings.len() == 1 && o.findings[0].kind == Kind::Mismatch)
         );
+    }
+
+    #[tokio::test]
+    async fn the_next_batch_is_read_while_the_last_is_compared() {
+        let n = 3 * BATCH;
+        let handed = Arc::new(AtomicUsize::new(0));
+        let mut owner = Stored {
+            rows: (0..n as i64).map(|i| row(i, "a")).collect(),
+            handed: Some(handed.clone()),
+            ..Stored::default()
+        };
+        let mut replica = Stored::default();
+        let spec = spec();
+        let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
+        recheck(
+            (0..n as i64).map(pending).collect(),
+            reread(&mut owner, &spec),
+            reread(&mut replica, &spec),
+            &mut comparer,
+            |_| -> Result<(), String> {
+                handed.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(handed.load(Ordering::SeqCst), n);
+        // Each batch is asked for before the one ahead of it is compared: two at most
+        // are held.
+        assert_eq!(owner.handed_at_fetch, [0, 0, BATCH]);
     }
 
     #[tokio::test]
