@@ -207,8 +207,20 @@ impl Dialect for PgDialect {
     }
 
     fn one_of(&self, expr: &str, parts: &[&KeyPart], bind: &mut dyn FnMut(Param) -> String) -> String {
-        // One JSON array parameter instead of a list of placeholders: PostgreSQL plans a
-        // list of 2,000 values several times slower than it reads their rows.
+        // One array parameter instead of a list of placeholders: PostgreSQL plans a list
+        // of 2,000 values several times slower than it reads their rows. Integers come as
+        // a bigint[] literal, which the server reads several times faster than jsonb.
+        let ints: Option<Vec<String>> = parts
+            .iter()
+            .map(|part| match part {
+                KeyPart::Int(i) => Some(i.to_string()),
+                KeyPart::Text(_) => None,
+            })
+            .collect();
+        if let Some(ints) = ints {
+            let placeholder = bind(Param::Text(format!("{{{}}}", ints.join(","))));
+            return format!("{expr} = ANY(CAST({placeholder} AS bigint[]))");
+        }
         let values: Vec<serde_json::Value> = parts
             .iter()
             .map(|part| match part {
@@ -217,13 +229,7 @@ impl Dialect for PgDialect {
             })
             .collect();
         let placeholder = bind(Param::Text(serde_json::Value::Array(values).to_string()));
-        let element = format!("jsonb_array_elements_text(CAST({placeholder} AS jsonb))");
-        let element = if parts.iter().all(|part| matches!(part, KeyPart::Int(_))) {
-            format!("CAST({element} AS bigint)")
-        } else {
-            element
-        };
-        format!("{expr} = ANY(ARRAY(SELECT {element}))")
+        format!("{expr} = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST({placeholder} AS jsonb))))")
     }
 
     fn order_suffix(&self) -> &'static str {
@@ -760,6 +766,51 @@ mod tests {
             copy_statement("SELECT 1"),
             "COPY (\nSELECT 1\n) TO STDOUT (FORMAT binary)"
         );
+    }
+
+    #[test]
+    fn keys_read_again_come_as_one_array_parameter_integers_as_bigint() {
+        let kinds: HashMap<String, Kind> = [("id", Kind::Integer), ("code", Kind::Text), ("v", Kind::Text)]
+            .into_iter()
+            .map(|(n, k)| (n.to_owned(), k))
+            .collect();
+        let query = |key_column: KeyColumn| {
+            let dialect = PgDialect {
+                binary: Some(vec![key_column.name.clone()]),
+                ..PgDialect::new(kinds.clone(), HashMap::new(), false)
+            };
+            KeysetQuery::new(
+                dialect,
+                &SqlTarget::Table("t".into()),
+                None,
+                &[key_column],
+                &["v".into()],
+                &[],
+            )
+        };
+        let ints = query(key("id", KeyType::Integer, false))
+            .any_of(&[Key(vec![KeyPart::Int(-3)]), Key(vec![KeyPart::Int(42)])]);
+        assert!(
+            ints.sql.contains(
+                "WHERE \"id\" = ANY(CAST(current_setting('recon.p1') AS bigint[])) ORDER BY \"id\""
+            ),
+            "{}",
+            ints.sql
+        );
+        assert_eq!(ints.params, [Param::Text("{-3,42}".into())]);
+        let texts = query(key("code", KeyType::Text, false)).any_of(&[
+            Key(vec![KeyPart::Text("a,b".into())]),
+            Key(vec![KeyPart::Text("it's \"{}\"".into())]),
+        ]);
+        assert!(
+            texts.sql.contains(
+                "\"code\" COLLATE \"C\" = ANY(ARRAY(SELECT \
+                 jsonb_array_elements_text(CAST(current_setting('recon.p1') AS jsonb))))"
+            ),
+            "{}",
+            texts.sql
+        );
+        assert_eq!(texts.params, [Param::Text(r#"["a,b","it's \"{}\""]"#.into())]);
     }
 
     /// A binary COPY stream of `(id bigint, tag text, amount numeric)` tuples.
