@@ -2,10 +2,10 @@
 //! into an index that keeps per row only its key, a digest of its normalized compared
 //! fields and where the row starts in the file; the index is sorted within the memory
 //! budget (spilling beyond it). The two indexes are merge-joined by key, and only the
-//! rows of keys whose digests differ, that are missing or duplicated, or that a digest
-//! cannot judge (an unparsable value, a recent change) are read again and handed to the
-//! [`Comparer`] like rows from any other source: the findings are the same, the work is
-//! a fraction.
+//! rows of keys whose digests differ or that a digest cannot judge (an unparsable value,
+//! a recent change) are read again and handed to the [`Comparer`] like rows from any
+//! other source; a key missing on a side or duplicated is judged by its row counts
+//! unless its rows could change that. The findings are the same, the work is a fraction.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::binary_heap::PeekMut;
@@ -779,6 +779,9 @@ struct Reread {
     key: Key,
     owner: Vec<u64>,
     replica: Vec<u64>,
+    /// What the group's row counts alone say, when its rows' contents cannot change
+    /// that (a missing or duplicated key): its rows are then not read.
+    outcome: Option<GroupOutcome>,
 }
 
 /// A key group read again and compared, on its way to the sink.
@@ -848,7 +851,10 @@ impl Rereads<'_> {
                     );
                     // Both sides have read this group's rows: its key is not needed again.
                     let key = std::mem::take(&mut group.key);
-                    let outcome = comparer.compare_group(&key, &owner, &replica);
+                    let outcome = match group.outcome.take() {
+                        Some(outcome) => outcome,
+                        None => comparer.compare_group(&key, &owner, &replica),
+                    };
                     Compared {
                         key,
                         owner,
@@ -879,6 +885,10 @@ fn read_rows(
     for group in batch {
         if held > hold {
             break;
+        }
+        if group.outcome.is_some() {
+            groups.push(Vec::new());
+            continue;
         }
         let mut rows = Vec::with_capacity(locators(group).len());
         for &locator in locators(group) {
@@ -947,14 +957,17 @@ fn next_to_reread(
             key,
             owner: owner.locators(),
             replica: replica.locators(),
+            outcome: None,
         }));
     }
 }
 
 /// Merge-joins two sorted indexes; keys with equal single digests on both sides are
-/// consistent without reading their rows. The other keys' rows are read again and
-/// compared on a thread of its own, a batch at a time, while this one goes on merging
-/// and hands what was compared to the sink, in key order.
+/// consistent without reading their rows, and a key missing on a side or duplicated is
+/// judged by its row counts when its rows cannot change the outcome (the sink then gets
+/// no rows for it). The other keys' rows are read again and compared on a thread of its
+/// own, a batch at a time, while this one goes on merging and hands what was compared to
+/// the sink, in key order.
 fn merge_indexes<S: GroupSink>(
     owner: &mut IndexCursor,
     replica: &mut IndexCursor,
@@ -962,6 +975,8 @@ fn merge_indexes<S: GroupSink>(
     comparer: &mut Comparer,
     sink: &mut S,
 ) -> Result<(), MergeError<S::Error>> {
+    // Judges groups by their row counts here, while `comparer` compares rows there.
+    let judge = comparer.clone();
     std::thread::scope(|scope| {
         // One batch waits while another is read again, and one compared part waits
         // while another is written: what is held stays within a few parts.
@@ -1009,9 +1024,10 @@ fn merge_indexes<S: GroupSink>(
         };
         let mut batch = Vec::with_capacity(REREAD_BATCH);
         let mut key_bytes = Vec::new();
-        while let Some(group) =
+        while let Some(mut group) =
             next_to_reread(owner, replica, &mut key_bytes).map_err(|(side, e)| MergeError::Source(side, e))?
         {
+            group.outcome = judge.outcome_by_count(&group.key, group.owner.len(), group.replica.len());
             batch.push(group);
             if batch.len() == REREAD_BATCH {
                 hand_on(std::mem::replace(&mut batch, Vec::with_capacity(REREAD_BATCH)))?;

@@ -182,20 +182,47 @@ impl Comparer {
     /// Compares every owner and replica row that shares `key`.
     pub fn compare_group(&mut self, key: &Key, owner: &[Row], replica: &[Row]) -> GroupOutcome {
         let mut out = GroupOutcome::default();
-        for (side, rows) in [(Side::Owner, owner), (Side::Replica, replica)] {
-            let must_be_unique = side == Side::Owner || self.plan.relation == Relation::Mirror;
-            if rows.len() > 1 && must_be_unique {
-                let mut dup = Inconsistency::new(Kind::DuplicateKey, key.clone());
-                dup.side = Some(side);
-                dup.count = Some(rows.len());
-                out.findings.push(dup);
-            }
-        }
+        self.find_duplicates(key, owner.len(), replica.len(), &mut out);
         match self.plan.relation {
             Relation::Mirror => self.compare_mirror(key, owner, replica, &mut out),
             Relation::Reference => self.compare_reference(key, owner, replica, &mut out),
         }
         out
+    }
+
+    /// What [`Comparer::compare_group`] finds for a group of `owner` and `replica` rows,
+    /// when their contents cannot change it: in a mirror job without a staleness window,
+    /// a key missing on a side or duplicated. `None` when the rows must be compared.
+    pub fn outcome_by_count(&self, key: &Key, owner: usize, replica: usize) -> Option<GroupOutcome> {
+        if self.plan.relation != Relation::Mirror
+            || self.plan.recent_cutoff.is_some()
+            || (owner, replica) == (1, 1)
+        {
+            return None;
+        }
+        let mut out = GroupOutcome::default();
+        self.find_duplicates(key, owner, replica, &mut out);
+        let kind = match (owner, replica) {
+            (1.., 0) => Kind::MissingInReplica,
+            (0, 1..) => Kind::MissingInOwner,
+            _ => return Some(out),
+        };
+        out.findings.push(Inconsistency::new(kind, key.clone()));
+        Some(out)
+    }
+
+    /// A key on a side more than once, where it must be unique: on the owner, and on the
+    /// replica of a mirror job.
+    fn find_duplicates(&self, key: &Key, owner: usize, replica: usize, out: &mut GroupOutcome) {
+        for (side, rows) in [(Side::Owner, owner), (Side::Replica, replica)] {
+            let must_be_unique = side == Side::Owner || self.plan.relation == Relation::Mirror;
+            if rows > 1 && must_be_unique {
+                let mut dup = Inconsistency::new(Kind::DuplicateKey, key.clone());
+                dup.side = Some(side);
+                dup.count = Some(rows);
+                out.findings.push(dup);
+            }
+        }
     }
 
     fn compare_mirror(&mut self, key: &Key, owner: &[Row], replica: &[Row], out: &mut GroupOutcome) {
@@ -365,5 +392,45 @@ pub(crate) fn text_field_plan(relation: Relation) -> ComparePlan {
         replica_changed_at: None,
         recent_cutoff: None,
         replica_key_cols: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{KeyPart, Value};
+
+    /// A group judged by its row counts gets exactly what comparing its rows finds, and
+    /// its rows are compared whenever their contents could matter.
+    #[test]
+    fn outcomes_by_count_are_what_comparing_the_rows_finds() {
+        let key = Key(vec![KeyPart::Int(7)]);
+        let rows = |n: usize, v: &str| {
+            vec![
+                Row {
+                    key: key.clone(),
+                    values: vec![Value::Text(v.into())],
+                };
+                n
+            ]
+        };
+        let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
+        for (owner, replica) in (0..4).flat_map(|o| (0..4).map(move |r| (o, r))) {
+            let by_count = comparer.outcome_by_count(&key, owner, replica);
+            match (owner, replica) {
+                (0, 0) => {}
+                (1, 1) => assert_eq!(by_count, None),
+                _ => {
+                    let compared = comparer.compare_group(&key, &rows(owner, "a"), &rows(replica, "b"));
+                    assert!(!compared.findings.is_empty());
+                    assert_eq!(by_count, Some(compared), "{owner} and {replica} rows");
+                }
+            }
+        }
+        let mut windowed = text_field_plan(Relation::Mirror);
+        windowed.recent_cutoff = Some(0);
+        assert_eq!(Comparer::new(windowed).outcome_by_count(&key, 1, 0), None);
+        let reference = Comparer::new(text_field_plan(Relation::Reference));
+        assert_eq!(reference.outcome_by_count(&key, 0, 1), None);
     }
 }
