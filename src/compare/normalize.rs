@@ -287,46 +287,47 @@ fn push_u64(mut n: u64, out: &mut Vec<u8>) {
 /// exponent or white space) without allocating, exactly as [`Decimal::parse`] and
 /// [`Decimal::write_canonical`] would; false (writing nothing) for any other text.
 fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
-    let (negative, t) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
+    let (negative, t) = match text {
+        [b'-', rest @ ..] => (true, rest),
         _ => (false, text),
     };
-    let (int, frac) = match t.iter().position(|b| *b == b'.') {
-        Some(i) => (&t[..i], &t[i + 1..]),
-        None => (t, &t[t.len()..]),
-    };
-    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+    // One pass: where the point is, and the first and last digits that are not zero.
+    let (mut point, mut first, mut last) = (None, None, 0);
+    for (at, &b) in t.iter().enumerate() {
+        match b {
+            b'1'..=b'9' => {
+                first.get_or_insert(at);
+                last = at;
+            }
+            b'0' => {}
+            b'.' if point.is_none() => point = Some(at),
+            _ => return false,
+        }
+    }
+    // No digit at all ("", "." or "-").
+    if t.len() == usize::from(point.is_some()) {
         return false;
     }
-    // The digits are `int` then `frac`; zeros are trimmed from both ends of the whole.
-    let zeros = |digits: &[u8], from_end: bool| match from_end {
-        true => digits.iter().rev().take_while(|b| **b == b'0').count(),
-        false => digits.iter().take_while(|b| **b == b'0').count(),
-    };
-    let total = int.len() + frac.len();
-    let trailing = match zeros(frac, true) {
-        n if n == frac.len() => n + zeros(int, true),
-        n => n,
-    };
-    if trailing == total {
+    let Some(first) = first else {
         out.push(b'0');
         return true;
-    }
-    let leading = match zeros(int, false) {
-        n if n == int.len() => n + zeros(frac, false),
-        n => n,
     };
     if negative {
         out.push(b'-');
     }
-    let end = total - trailing;
-    if leading < int.len() {
-        out.extend_from_slice(&int[leading..end.min(int.len())]);
+    let point = point.unwrap_or(t.len());
+    if first < point && point < last {
+        out.extend_from_slice(&t[first..point]);
+        out.extend_from_slice(&t[point + 1..=last]);
+    } else {
+        out.extend_from_slice(&t[first..=last]);
     }
-    if end > int.len() {
-        out.extend_from_slice(&frac[leading.saturating_sub(int.len())..end - int.len()]);
-    }
-    let exp = trailing as i64 - frac.len() as i64;
+    // The power of ten of the last significant digit.
+    let exp = if last < point {
+        (point - 1 - last) as i64
+    } else {
+        -((last - point) as i64)
+    };
     if exp != 0 {
         out.push(b'e');
         if exp < 0 {
@@ -918,8 +919,14 @@ mod tests {
             let text: String = (0..len)
                 .map(|_| char::from(alphabet[rng.below(alphabet.len() as u64) as usize]))
                 .collect();
+            // Plain: an optional leading minus, digits (one at least) and one point at most.
+            let body = text.strip_prefix('-').unwrap_or(&text);
+            let plain = body.bytes().any(|b| b.is_ascii_digit())
+                && body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && body.matches('.').count() <= 1;
             let mut out = Vec::new();
-            if write_plain_decimal(text.as_bytes(), &mut out) {
+            assert_eq!(write_plain_decimal(text.as_bytes(), &mut out), plain, "{text:?}");
+            if plain {
                 assert_eq!(Some(out), slow(&text), "{text:?}");
             }
         }
