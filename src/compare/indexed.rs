@@ -1122,6 +1122,23 @@ mod tests {
         }
     }
 
+    /// Compares two files' text fields by their indexes, into `keys`.
+    fn compare_texts(
+        owner: &mut Counted,
+        replica: &mut Counted,
+        spec: &ScanSpec,
+        keys: &mut Keys,
+    ) -> Result<(u64, u64), MergeError<()>> {
+        let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
+        compare_indexed(
+            IndexedSide { file: owner, spec },
+            IndexedSide { file: replica, spec },
+            &mut comparer,
+            keys,
+            &|_, _| {},
+        )
+    }
+
     /// Two CSV files of `rows` keys whose every value differs.
     fn differing_files(
         dir: &std::path::Path,
@@ -1165,21 +1182,8 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let (mut owner, mut replica, spec) = differing_files(dir.path(), rows, fail_read_after);
-            let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
             let mut keys = Keys(Vec::new(), fail_sink_after);
-            let result = compare_indexed(
-                IndexedSide {
-                    file: &mut owner,
-                    spec: &spec,
-                },
-                IndexedSide {
-                    file: &mut replica,
-                    spec: &spec,
-                },
-                &mut comparer,
-                &mut keys,
-                &|_, _| {},
-            );
+            let result = compare_texts(&mut owner, &mut replica, &spec, &mut keys);
             let handed: Vec<Key> = keys.0.iter().map(|(key, ..)| key.clone()).collect();
             let expected: Vec<Key> = (0..handed.len() as i64)
                 .map(|id| Key(vec![KeyPart::Int(id)]))
@@ -1227,21 +1231,8 @@ mod tests {
             spec.key = vec!["id".into()];
             spec.key_types = vec![KeyType::Integer];
             spec.columns = vec!["v".into()];
-            let mut comparer = Comparer::new(text_field_plan(Relation::Mirror));
             let mut keys = Keys(Vec::new(), usize::MAX);
-            let rows = compare_indexed(
-                IndexedSide {
-                    file: &mut owner,
-                    spec: &spec,
-                },
-                IndexedSide {
-                    file: &mut replica,
-                    spec: &spec,
-                },
-                &mut comparer,
-                &mut keys,
-                &|_, _| {},
-            );
+            let rows = compare_texts(&mut owner, &mut replica, &spec, &mut keys);
             assert_eq!(rows.ok(), Some((300, 300)));
             let expected: Vec<_> = (0..300)
                 .map(|id| (Key(vec![KeyPart::Int(id)]), 1, 1, 1))
