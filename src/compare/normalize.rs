@@ -434,23 +434,19 @@ fn parse_any_instant(text: &str) -> Option<i128> {
 /// to nine fraction digits and valid fields (a leap second is left to the full parser).
 /// `None` for anything else, which [`parse_instant`] then parses in full.
 fn parse_plain_instant(t: &[u8]) -> Option<i128> {
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = t.get(range)?;
-        digits.iter().try_fold(0i64, |n, b| {
-            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
-        })
-    };
-    if t.len() < 19
-        || t[4] != b'-'
-        || t[7] != b'-'
-        || !matches!(t[10], b' ' | b'T')
-        || t[13] != b':'
-        || t[16] != b':'
+    // The fixed places are read from a 19-byte array: no bound is checked per digit.
+    let head: &[u8; 19] = t.first_chunk()?;
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || !matches!(head[10], b' ' | b'T')
+        || head[13] != b':'
+        || head[16] != b':'
     {
         return None;
     }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let two = |at: usize| num2(head[at], head[at + 1]);
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
@@ -460,12 +456,21 @@ fn parse_plain_instant(t: &[u8]) -> Option<i128> {
     let mut at = 19;
     let mut fraction = 0i64;
     if t.get(at) == Some(&b'.') {
-        let digits = t[at + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if !(1..=9).contains(&digits) {
+        let start = at + 1;
+        at = start;
+        while let Some(digit) = t.get(at).map(|b| b.wrapping_sub(b'0')).filter(|d| *d < 10) {
+            // Nine digits at most.
+            if at - start == 9 {
+                return None;
+            }
+            fraction = fraction * 10 + i64::from(digit);
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 {
             return None;
         }
-        fraction = num(at + 1..at + 1 + digits)? * 10i64.pow(9 - digits as u32);
-        at += 1 + digits;
+        fraction *= 10i64.pow(9 - digits as u32);
     }
     let offset = match &t[at..] {
         [] | [b'Z'] => 0,
@@ -897,6 +902,17 @@ mod tests {
             assert_eq!(parse_instant(&t), parse_any_instant(&t), "{t}");
         }
         assert!(fast > 5_000, "{fast}");
+        for t in [
+            "2024-0a-05 09:03:30+00",
+            "2024-03-05 09:03:3x+00",
+            "+024-03-05 09:03:30",
+            "2024-03-05 09:03:30.+00",
+            "2024-03-05 09:03:30.1234567890+00",
+            "2024-03-05 09:03:30.123456789012345678901234567890+00",
+            "2024-03-05 09:03",
+        ] {
+            assert_eq!(parse_plain_instant(t.as_bytes()), None, "{t}");
+        }
         assert_eq!(
             parse_plain_instant(b"2024-01-01 00:00:30.007919+00"),
             Some(1_704_067_230_007_919_000)
