@@ -1000,8 +1000,7 @@ fn merge_indexes<S: GroupSink>(
             Ok(())
         };
         // Hands a batch on, writing what was compared while the reading thread is busy.
-        let mut hand_on = |batch: Vec<Reread>| -> Result<(), MergeError<S::Error>> {
-            let mut batch = batch;
+        let mut hand_on = |mut batch: Vec<Reread>| -> Result<(), MergeError<S::Error>> {
             loop {
                 match batches.try_send(batch) {
                     Ok(()) => break,
