@@ -3,7 +3,10 @@
 //! compare of files keeps only keys and digests, and reads again only rows that differ.
 
 use crate::compare::CompareField;
-use crate::compare::normalize::{Normalized, normalize_append};
+use crate::compare::FieldRule;
+use crate::compare::normalize::{
+    Normalized, normalize_append, parse_plain_instant, uuid_bytes, write_int_canonical, write_plain_decimal,
+};
 use crate::job::Side;
 use crate::source::FieldType;
 use crate::source::value::Cell;
@@ -24,32 +27,17 @@ pub fn values_digest(
 ) -> Option<[u8; DIGEST_LEN]> {
     input.clear();
     // Each field is a lone 0 for NULL, or its length plus one in a byte (255 and eight
-    // more bytes from 254 bytes on) and its canonical bytes: that frames every field, so different
-    // rows never hash the same input. Few bytes to hash matter: a row of up to 64 takes
-    // one compression, and most rows are near that.
+    // more bytes from 254 bytes on) and its canonical bytes: that frames every field, so
+    // different rows never hash the same input. Few bytes to hash matter: a row of up to
+    // 64 takes one compression, and most rows are near that.
     for field in fields {
         let col = match side {
             Side::Owner => field.owner_col,
             Side::Replica => field.replica_col,
         };
-        let head = input.len();
-        input.push(0);
-        let start = input.len();
-        match normalize_append(values[col], &field.rule, input).ok()? {
-            Normalized::Null => input.truncate(head + 1),
-            Normalized::Value => {
-                if field.rule.ty == FieldType::Timestamp {
-                    shorten_instant(input, start);
-                }
-                let len = input.len() - start;
-                // 1 to 254 are short lengths; 255 always says eight length bytes follow.
-                if len < 254 {
-                    input[head] = len as u8 + 1;
-                } else {
-                    input[head] = 255;
-                    input.splice(start..start, (len as u64).to_le_bytes());
-                }
-            }
+        let value = values[col];
+        if !push_plain(value, &field.rule, input) {
+            push_normalized(value, &field.rule, input)?;
         }
     }
     let hash = blake3::hash(input);
@@ -58,26 +46,119 @@ pub fn values_digest(
     Some(digest)
 }
 
-/// Drops the leading bytes of the 16-byte instant at `start` that only repeat its sign:
-/// the shortest two's-complement form, 8 bytes for any date of the next centuries.
-fn shorten_instant(input: &mut Vec<u8>, start: usize) {
-    let bytes = &input[start..];
-    let sign = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
-        0xff
-    } else {
-        0
+/// Appends the framed field in its common forms (NULL; a plain text; an integer, a plain
+/// decimal, a plain instant or a UUID in text) straight from the cell, exactly as
+/// [`push_normalized`] would, without the general normalization's dispatch and error
+/// text: this runs for every field of every row of a file. False (nothing written) for
+/// any other form.
+#[inline(always)]
+fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
+    let text = match value {
+        Cell::Null => {
+            input.push(0);
+            return true;
+        }
+        Cell::Text(text) | Cell::Decimal(text) => text.as_bytes(),
+        Cell::Int(i) if matches!(rule.ty, FieldType::Integer | FieldType::Decimal) => {
+            let head = input.len();
+            input.push(0);
+            write_int_canonical(i, input);
+            input[head] = (input.len() - head) as u8;
+            return true;
+        }
+        _ => return false,
     };
-    let mut drop = 0;
-    while drop + 1 < bytes.len() && bytes[drop] == sign && (bytes[drop + 1] & 0x80) == (sign & 0x80) {
-        drop += 1;
+    let head = input.len();
+    match rule.ty {
+        FieldType::Text if !rule.trim && !rule.ignore_case && text.len() < 254 => {
+            input.push(text.len() as u8 + 1);
+            input.extend_from_slice(text);
+        }
+        FieldType::Integer | FieldType::Decimal if text.len() < 254 => {
+            input.push(0);
+            if !write_plain_decimal(text, input) {
+                input.truncate(head);
+                return false;
+            }
+            // A long canonical form (from a long text) is framed the general way.
+            let len = input.len() - head - 1;
+            if len >= 254 {
+                input.truncate(head);
+                return false;
+            }
+            input[head] = len as u8 + 1;
+        }
+        FieldType::Timestamp if matches!(value, Cell::Text(_)) => {
+            let Some(instant) = parse_plain_instant(text) else {
+                return false;
+            };
+            push_shortest_instant(instant, input);
+        }
+        FieldType::Uuid if matches!(value, Cell::Text(_)) => {
+            let Some(bytes) = uuid_bytes(text) else {
+                return false;
+            };
+            input.push(17);
+            input.extend_from_slice(&bytes);
+        }
+        _ => return false,
     }
-    input.drain(start..start + drop);
+    true
+}
+
+/// Appends the framed field through the general normalization; `None` when the value
+/// does not parse as the field's type.
+fn push_normalized(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> Option<()> {
+    let head = input.len();
+    input.push(0);
+    let start = input.len();
+    match normalize_append(value, rule, input) {
+        Err(_) => {
+            input.truncate(head);
+            return None;
+        }
+        Ok(Normalized::Null) => input.truncate(head + 1),
+        Ok(Normalized::Value) => {
+            if rule.ty == FieldType::Timestamp {
+                let instant = i128::from_be_bytes(input[start..].try_into().ok()?);
+                input.truncate(head);
+                push_shortest_instant(instant, input);
+                return Some(());
+            }
+            let len = input.len() - start;
+            // 1 to 254 are short lengths; 255 always says eight length bytes follow.
+            if len < 254 {
+                input[head] = len as u8 + 1;
+            } else {
+                input[head] = 255;
+                input.splice(start..start, (len as u64).to_le_bytes());
+            }
+        }
+    }
+    Some(())
+}
+
+/// Appends an instant framed in its shortest two's-complement form: its big-endian bytes
+/// without the leading ones that only repeat its sign (8 bytes for any date of the next
+/// centuries).
+#[inline]
+fn push_shortest_instant(instant: i128, input: &mut Vec<u8>) {
+    let sign_bits = if instant < 0 {
+        instant.leading_ones()
+    } else {
+        instant.leading_zeros()
+    };
+    // One sign bit must stay; whole bytes of the others go.
+    let keep = 16 - ((sign_bits - 1) / 8) as usize;
+    input.push(keep as u8 + 1);
+    input.extend_from_slice(&instant.to_be_bytes()[16 - keep..]);
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
-    use crate::compare::FieldRule;
     use crate::source::{FieldType, Value};
 
     fn field(ty: FieldType) -> CompareField {
@@ -170,9 +251,9 @@ mod tests {
         ];
         for v in values {
             let mut input = vec![9];
-            input.extend_from_slice(&v.to_be_bytes());
-            shorten_instant(&mut input, 1);
-            let short = &input[1..];
+            push_shortest_instant(v, &mut input);
+            assert_eq!(usize::from(input[1]), input.len() - 1, "{v} is framed");
+            let short = &input[2..];
             // Sign-extended back, the bytes are the value; one byte fewer would not be.
             let fill = if short[0] & 0x80 != 0 { 0xff } else { 0 };
             let mut full = [fill; 16];
@@ -230,5 +311,91 @@ mod tests {
             row_digest(&a, &f, Side::Owner, &mut s),
             row_digest(&b, &f, Side::Owner, &mut s)
         );
+    }
+
+    /// The forms of nearly every file's fields take the plain path.
+    #[test]
+    fn common_forms_take_the_plain_path() {
+        let cases = [
+            (Cell::Null, FieldType::Uuid),
+            (Cell::Text("shipped"), FieldType::Text),
+            (Cell::Decimal("12.5"), FieldType::Text),
+            (Cell::Text("2380.30"), FieldType::Decimal),
+            (Cell::Decimal("-0.01"), FieldType::Decimal),
+            (Cell::Text("18"), FieldType::Integer),
+            (Cell::Int(-120), FieldType::Integer),
+            (Cell::Text("2024-03-05 09:03:30.238033+00"), FieldType::Timestamp),
+            (
+                Cell::Text("2024-09-11T02:46:30.543907+00:00"),
+                FieldType::Timestamp,
+            ),
+            (
+                Cell::Text("ba24d28c-5515-90b6-1d8e-c4f602e84d43"),
+                FieldType::Uuid,
+            ),
+        ];
+        for (cell, ty) in cases {
+            let rule = FieldRule::exact(ty);
+            let (mut plain, mut general) = (Vec::new(), Vec::new());
+            assert!(push_plain(cell, &rule, &mut plain), "{cell:?} as {ty:?}");
+            assert!(push_normalized(cell, &rule, &mut general).is_some());
+            assert_eq!(plain, general, "{cell:?} as {ty:?}");
+        }
+    }
+
+    /// Cells in the forms the plain path takes and in forms it must leave alone.
+    fn cell_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[-+]?[0-9]{0,6}(\\.[0-9]{0,6})?",
+            "-?0*[0-9]{0,3}0*(\\.0*[0-9]{0,3}0*)?(e-?[0-9])?",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,10})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?",
+            "2024-0[1-9]-[0-2][1-9] [01][0-9]:[0-5][0-9]:[0-5][0-9]\\.[0-9]{1,9}\\+0[0-9]",
+            "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            "\\{?[0-9a-f]{32}\\}?",
+            " ?[a-zA-Z0-9 .:-]{0,12} ?",
+            "x{250,260}",
+            "[0-9]{250,260}",
+        ]
+    }
+
+    fn cell_of(kind: u8, text: &str, int: i64) -> Cell<'_> {
+        match kind % 5 {
+            0 => Cell::Null,
+            1 => Cell::Text(text),
+            2 => Cell::Decimal(text),
+            3 => Cell::Int(int),
+            _ => Cell::Json(text),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever the cell and the rule, the plain path frames exactly what the
+        /// general normalization does, or leaves the cell to it.
+        #[test]
+        fn the_plain_path_writes_what_normalization_writes(
+            kind in 0u8..5,
+            text in cell_text(),
+            int in any::<i64>(),
+            ty in proptest::sample::select(vec![
+                FieldType::Text, FieldType::Integer, FieldType::Decimal, FieldType::Timestamp,
+                FieldType::Uuid, FieldType::Bool, FieldType::Date,
+            ]),
+            trim in any::<bool>(),
+            ignore_case in any::<bool>(),
+        ) {
+            let rule = FieldRule { ty, trim, ignore_case, tolerance: None };
+            let cell = cell_of(kind, &text, int);
+            let mut plain = vec![7];
+            if push_plain(cell, &rule, &mut plain) {
+                let mut general = vec![7];
+                prop_assert!(push_normalized(cell, &rule, &mut general).is_some(), "{cell:?} as {ty:?}");
+                prop_assert_eq!(plain, general, "{:?} as {:?}", cell, ty);
+            } else {
+                prop_assert_eq!(plain, vec![7], "nothing written for {:?}", cell);
+            }
+        }
     }
 }

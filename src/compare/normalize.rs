@@ -247,7 +247,7 @@ fn decimal(value: Cell<'_>, ty: FieldType, out: &mut Vec<u8>) -> Result<(), Stri
 
 /// Writes an integer's canonical decimal form (what [`Decimal::write_canonical`] writes
 /// for it) without allocating: trailing zeros become the exponent (`120` is `12e1`).
-fn write_int_canonical(i: i64, out: &mut Vec<u8>) {
+pub(crate) fn write_int_canonical(i: i64, out: &mut Vec<u8>) {
     if i == 0 {
         out.push(b'0');
         return;
@@ -270,6 +270,11 @@ fn write_int_canonical(i: i64, out: &mut Vec<u8>) {
 
 /// Appends a number's decimal digits.
 fn push_u64(mut n: u64, out: &mut Vec<u8>) {
+    // Most exponents are one digit.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -286,7 +291,7 @@ fn push_u64(mut n: u64, out: &mut Vec<u8>) {
 /// Writes the canonical form of plain decimal text (`[-]digits[.digits]`, no sign `+`,
 /// exponent or white space) without allocating, exactly as [`Decimal::parse`] and
 /// [`Decimal::write_canonical`] would; false (writing nothing) for any other text.
-fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
+pub(crate) fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
     let (negative, t) = match text {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, text),
@@ -433,7 +438,7 @@ fn parse_any_instant(text: &str) -> Option<i128> {
 /// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|±hh|±hhmm|±hh:mm]` with a four-digit year, one
 /// to nine fraction digits and valid fields (a leap second is left to the full parser).
 /// `None` for anything else, which [`parse_instant`] then parses in full.
-fn parse_plain_instant(t: &[u8]) -> Option<i128> {
+pub(crate) fn parse_plain_instant(t: &[u8]) -> Option<i128> {
     // The fixed places are read from a 19-byte array: no bound is checked per digit.
     let head: &[u8; 19] = t.first_chunk()?;
     if head[4] != b'-'
@@ -675,7 +680,7 @@ fn uuid(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
 /// The bytes of a UUID in its hyphenated form, in either case; `None` for anything else.
 /// Every row of a table keyed or keyed into by UUID passes here, so it reads the digit
 /// pairs at their fixed places through a table rather than digit by digit.
-fn uuid_bytes(text: &[u8]) -> Option<[u8; 16]> {
+pub(crate) fn uuid_bytes(text: &[u8]) -> Option<[u8; 16]> {
     /// Where each byte's two hex digits start.
     const PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     /// A hex digit's value, or 0xFF.
