@@ -534,7 +534,7 @@ impl Lines {
         };
         let line = self.line;
         let offset = self.window.offset + (start as u64);
-        let text = std::str::from_utf8(&self.window.buf[start..end])
+        let text = simdutf8::basic::from_utf8(&self.window.buf[start..end])
             .map_err(|_| SourceError::Read(format!("line {line}: invalid UTF-8")))?;
         Ok(Some((line, offset, text)))
     }

@@ -124,7 +124,7 @@ impl<R: Read> Records<R> {
             (Some(first), Some(last)) => (first.0, last.1),
             _ => (0, 0),
         };
-        let text = std::str::from_utf8(&bytes[first..last])
+        let text = simdutf8::basic::from_utf8(&bytes[first..last])
             .ok()
             .map(|text| (first, text));
         Ok(Some(Record {
