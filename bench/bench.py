@@ -604,6 +604,8 @@ key = ["id"]
 PG_FIELDS = "".join(f'\n[[fields]]\nname = "{f}"\n' for f in FIELDS)
 TYPES = {"customer_id": "uuid", "status": "text", "amount": "decimal", "currency": "text",
          "quantity": "integer", "updated_at": "timestamp", "note": "text"}
+# CSV has no types: the key is declared an integer, as DuckDB reads it (`BIGINT`).
+CSV_KEY_TYPE = 'types = { id = "integer" }'
 FILE_FIELDS = "".join(f'\n[[fields]]\nname = "{f}"\ntype = "{TYPES[f]}"\n' for f in FIELDS)
 
 
@@ -722,7 +724,8 @@ class Bench:
                 name = f"csv-{d}"
                 o, r = ds.csv("owner"), ds.csv(f"replica-{d}")
                 job = self.write_job(name, recon_job(
-                    name, f'type = "csv"\npath = "{o}"', f'type = "csv"\npath = "{r}"', FILE_FIELDS))
+                    name, f'type = "csv"\npath = "{o}"\n{CSV_KEY_TYPE}', f'type = "csv"\npath = "{r}"\n{CSV_KEY_TYPE}',
+                    FILE_FIELDS))
                 tools = [
                     Tool("cat both files (floor)", "floor", ["sh", "-c", f"cat {o} {r} > /dev/null"],
                          display=f"cat owner.csv replica-{d}.csv > /dev/null"),

@@ -1153,6 +1153,7 @@ mod tests {
                 delimiter: b',',
                 header: true,
                 null: None,
+                types: Vec::new(),
             };
             Counted(CsvSource::open(&config).expect("open"), 0, fail_after)
         };
@@ -1221,6 +1222,7 @@ mod tests {
                     delimiter: b',',
                     header: true,
                     null: None,
+                    types: Vec::new(),
                 };
                 Counted(CsvSource::open(&config).expect("open"), 0, usize::MAX)
             };

@@ -152,6 +152,8 @@ pub struct CsvConfig {
     pub header: bool,
     /// The field text read as NULL; `None` means an empty field is NULL.
     pub null: Option<String>,
+    /// Declared column types (CSV itself has none).
+    pub types: Vec<(String, FieldType)>,
 }
 
 /// A JSON Lines file source.
@@ -162,6 +164,8 @@ pub struct JsonlConfig {
     /// Columns read from JSON pointers (`price = "/price/amount"`), in file order;
     /// top-level members are columns by name as well.
     pub columns: Vec<(String, String)>,
+    /// Declared column types, over the sampled ones.
+    pub types: Vec<(String, FieldType)>,
 }
 
 impl SourceConfig {

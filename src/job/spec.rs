@@ -110,6 +110,9 @@ pub struct CsvSpec {
     pub header: Option<bool>,
     /// The field text read as NULL; by default an empty field is NULL.
     pub null: Option<String>,
+    /// Column types, e.g. `{ id = "integer" }`, as a database declares them: they type the
+    /// key (integers order and match numerically) and fields without a `type`.
+    pub types: Option<BTreeMap<String, String>>,
     /// The key columns, one or more. Required.
     pub key: Option<Vec<String>>,
     /// A reference replica's own identifying columns (replica only).
@@ -125,6 +128,8 @@ pub struct JsonlSpec {
     /// Extra columns read from JSON pointers, e.g. `{ price = "/price/amount" }`;
     /// top-level members are columns by their own name as well.
     pub columns: Option<BTreeMap<String, String>>,
+    /// Column types, e.g. `{ id = "integer" }`, over the types sampled from the lines.
+    pub types: Option<BTreeMap<String, String>>,
     /// The key columns, one or more. Required.
     pub key: Option<Vec<String>>,
     /// A reference replica's own identifying columns (replica only).

@@ -3,7 +3,7 @@
 //! here opens a source.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -1112,12 +1112,39 @@ fn csv_config(side: Side, spec: CsvSpec, ctx: &mut Ctx<'_>) -> Option<SourceConf
             None
         }
     };
+    let types = column_types(side, spec.types, ctx);
     Some(SourceConfig::Csv(CsvConfig {
         path: path?,
         delimiter: delimiter?,
         header: spec.header.unwrap_or(true),
         null: spec.null,
+        types: types?,
     }))
+}
+
+/// Validates a file source's `types`: column names and type names.
+fn column_types(
+    side: Side,
+    types: Option<BTreeMap<String, String>>,
+    ctx: &mut Ctx<'_>,
+) -> Option<Vec<(String, FieldType)>> {
+    let before = ctx.errors.len();
+    let mut valid = Vec::new();
+    for (name, type_name) in types.unwrap_or_default() {
+        let at = [key(side.name()), key("types"), key(&name)];
+        if let Err(e) = validate_identifier("column", &name) {
+            ctx.error(&at, format!("[{side}] `types`: {e}"));
+            continue;
+        }
+        match FieldType::from_name(&type_name) {
+            Some(ty) => valid.push((name, ty)),
+            None => {
+                let message = unknown_choice("field type", &type_name, &field_type_names());
+                ctx.error(&at, format!("[{side}] `types`: column `{name}`: {message}"));
+            }
+        }
+    }
+    (ctx.errors.len() == before).then_some(valid)
 }
 
 fn jsonl_config(side: Side, spec: JsonlSpec, ctx: &mut Ctx<'_>) -> Option<SourceConfig> {
@@ -1148,10 +1175,15 @@ fn jsonl_config(side: Side, spec: JsonlSpec, ctx: &mut Ctx<'_>) -> Option<Source
             );
         }
     }
+    let types = column_types(side, spec.types, ctx);
     if ctx.errors.len() != before {
         return None;
     }
-    Some(SourceConfig::Jsonl(JsonlConfig { path: path?, columns }))
+    Some(SourceConfig::Jsonl(JsonlConfig {
+        path: path?,
+        columns,
+        types: types?,
+    }))
 }
 
 /// Validates `[[fields]]`; `None` when any entry is wrong.
@@ -1405,6 +1437,7 @@ key = ["id"]
 delimiter = "\t"
 header = false
 null = "NULL"
+types = { id = "integer", placed_at = "timestamp" }
 
 [replica]
 type = "sqlite"
@@ -1456,6 +1489,13 @@ max_records = 10
         assert_eq!(csv.path, Path::new("/jobs/data/orders.csv"));
         assert_eq!((csv.delimiter, csv.header), (b'\t', false));
         assert_eq!(csv.null.as_deref(), Some("NULL"));
+        assert_eq!(
+            csv.types,
+            [
+                ("id".to_string(), FieldType::Integer),
+                ("placed_at".to_string(), FieldType::Timestamp)
+            ]
+        );
         assert_eq!(job.owner.key, ["id"]);
         assert!(job.owner.row_key.is_empty());
 
@@ -1954,6 +1994,19 @@ max_records = 10
             (
                 doc("", &o.replace("o.csv", "${oops"), r, ""),
                 "[owner] `path`: unterminated `${`",
+            ),
+            (
+                doc("", &format!("{o}types = {{ id = \"int\" }}"), r, ""),
+                "[owner] `types`: column `id`: unknown field type `int` (expected one of text, integer,",
+            ),
+            (
+                doc(
+                    "",
+                    "type = \"jsonl\"\npath = \"o\"\nkey = [\"id\"]\ntypes = { \"\" = \"uuid\" }",
+                    r,
+                    "",
+                ),
+                "[owner] `types`: column name is empty",
             ),
         ];
         for (text, expected) in cases {

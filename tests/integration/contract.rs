@@ -28,6 +28,7 @@ fn csv_honors_the_source_contract() {
         delimiter: b',',
         header: true,
         null: Some("\\N".into()),
+        types: Vec::new(),
     };
     assert_source_contract(&def(SourceConfig::Csv(config)));
 }
@@ -44,6 +45,7 @@ fn jsonl_honors_the_source_contract() {
     let config = JsonlConfig {
         path,
         columns: Vec::new(),
+        types: Vec::new(),
     };
     assert_source_contract(&def(SourceConfig::Jsonl(config)));
 }

@@ -172,6 +172,62 @@ fn csv_files_with_equal_data_written_differently_are_consistent() {
     );
 }
 
+/// Declared column types type a file's key and its untyped fields: with `id` an integer,
+/// `007` and `7` are one key and keys order numerically; without, they are two keys. A
+/// type for a column the file lacks is an error naming it.
+#[test]
+fn declared_column_types_type_the_key_and_the_fields() {
+    let w = Workdir::new();
+    w.write("owner.csv", "id,amount\n007,1.50\n10,2\n9,3\n");
+    w.write("replica.csv", "id,amount\n9,3.0\n7,1.5\n10,2.00\n");
+    let typed = "key = [\"id\"]\ntypes = { id = \"integer\", amount = \"decimal\" }";
+    let out = run_csv_pair(&w, typed, "");
+    assert_exit(&out, EXIT_CONSISTENT);
+    assert_summary(
+        &w.summary("case"),
+        &[("owner_rows", json!(3)), ("mismatched_rows", json!(0))],
+    );
+
+    let out = run_csv_pair(&w, "key = [\"id\"]\ntypes = { id = \"integer\" }", "");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    assert_summary(&w.summary("case"), &[("mismatched_rows", json!(3))]);
+
+    let out = run_csv_pair(&w, "key = [\"id\"]", "");
+    assert_exit(&out, EXIT_INCONSISTENT);
+    assert_summary(
+        &w.summary("case"),
+        &[("missing_in_replica", json!(1)), ("missing_in_owner", json!(1))],
+    );
+
+    // JSON Lines: a declared type wins over the sampled one (ids as strings, then numbers).
+    w.write(
+        "owner.jsonl",
+        "{\"id\": \"007\", \"amount\": \"1.50\"}\n{\"id\": \"10\", \"amount\": \"2\"}\n",
+    );
+    w.write(
+        "replica.jsonl",
+        "{\"id\": 10, \"amount\": 2.00}\n{\"id\": 7, \"amount\": 1.5}\n",
+    );
+    let source = |path: &str| {
+        format!(
+            "type = \"jsonl\"\npath = \"{path}\"\nkey = [\"id\"]\ntypes = {{ id = \"integer\", amount = \"decimal\" }}"
+        )
+    };
+    w.write(
+        "jsonl.toml",
+        job_toml(&source("owner.jsonl"), &source("replica.jsonl"), ""),
+    );
+    assert_exit(&w.run_job("jsonl.toml"), EXIT_CONSISTENT);
+
+    let out = run_csv_pair(&w, "key = [\"id\"]\ntypes = { idx = \"integer\" }", "");
+    assert_exit(&out, EXIT_FAILED);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`types`: column `idx` not found (columns: id, amount)"),
+        "{stderr}"
+    );
+}
+
 // --- the staleness window -------------------------------------------------------------
 
 /// Rows changed within the window are skipped whether or not they differ (and whichever

@@ -9,8 +9,8 @@ use std::path::Path;
 use super::records::{Record, Records};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
-    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
-    key_part_from_text, open_error, recycle, set_key_part,
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, declare_types,
+    key_error, key_part_from_text, open_error, recycle, set_key_part,
 };
 use crate::job::CsvConfig;
 use crate::source::value::Cell;
@@ -53,16 +53,18 @@ impl CsvSource {
             }
             Some(record) => (1..=record.field_count()).map(|i| i.to_string()).collect(),
         };
+        let mut columns: Vec<Column> = names
+            .into_iter()
+            .map(|name| Column {
+                name,
+                declared: None,
+                unsupported: None,
+            })
+            .collect();
+        declare_types(&mut columns, &config.types)?;
         Ok(CsvSource {
             config: config.clone(),
-            columns: names
-                .into_iter()
-                .map(|name| Column {
-                    name,
-                    declared: None,
-                    unsupported: None,
-                })
-                .collect(),
+            columns,
             scan: None,
             resolved: None,
             reread: None,
@@ -408,6 +410,7 @@ mod tests {
             delimiter: b',',
             header: true,
             null: None,
+            types: Vec::new(),
         }
     }
 
@@ -527,6 +530,7 @@ mod tests {
                 delimiter,
                 header: false,
                 null: None,
+                types: Vec::new(),
             };
             let mut source = CsvSource::open(&cfg).unwrap();
             let names: Vec<&str> = source.columns().iter().map(|c| c.name.as_str()).collect();

@@ -16,8 +16,8 @@ use super::flat_json::{Names, flat_members};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::window::Window;
 use super::{
-    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, key_error,
-    key_part, open_error, recycle,
+    IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, declare_types,
+    key_error, key_part, open_error, recycle,
 };
 use crate::job::JsonlConfig;
 use crate::source::value::Cell;
@@ -102,6 +102,7 @@ impl JsonlSource {
                 });
             }
         }
+        declare_types(&mut columns, &config.types)?;
         Ok(JsonlSource {
             config: config.clone(),
             columns,
@@ -669,6 +670,7 @@ mod tests {
                 .iter()
                 .map(|(n, p)| (n.to_string(), p.to_string()))
                 .collect(),
+            types: Vec::new(),
         }
     }
 
@@ -817,6 +819,7 @@ mod tests {
         let cfg = JsonlConfig {
             path: PathBuf::from("data/x.jsonl"),
             columns: Vec::new(),
+            types: Vec::new(),
         };
         let err = JsonlSource::open(&cfg).err().unwrap();
         assert!(matches!(err, SourceError::Open(_)));

@@ -14,7 +14,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::source::value::Cell;
-use crate::source::{Column, KeyPart, KeyType, Row, ScanSpec, SourceError, Value};
+use crate::source::{Column, FieldType, KeyPart, KeyType, Row, ScanSpec, SourceError, Value};
 
 use spill_sort::SortedRows;
 
@@ -95,6 +95,16 @@ fn column_index(columns: &[Column], name: &str) -> Result<usize, SourceError> {
             names.join(", ")
         ))
     })
+}
+
+/// Sets the declared type of each column a file source's `types` names; a name that is
+/// not a column is a schema error.
+fn declare_types(columns: &mut [Column], types: &[(String, FieldType)]) -> Result<(), SourceError> {
+    for (name, ty) in types {
+        let i = column_index(columns, name).map_err(|e| SourceError::Schema(format!("`types`: {e}")))?;
+        columns[i].declared = Some(*ty);
+    }
+    Ok(())
 }
 
 /// Converts a key column's value into its typed part; `Err` says why it cannot be one
