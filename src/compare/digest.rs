@@ -63,6 +63,7 @@ fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
             let head = input.len();
             input.push(0);
             write_int_canonical(i, input);
+            pack_decimal(input, head + 1);
             input[head] = (input.len() - head) as u8;
             return true;
         }
@@ -80,6 +81,7 @@ fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
                 input.truncate(head);
                 return false;
             }
+            pack_decimal(input, head + 1);
             // A long canonical form (from a long text) is framed the general way.
             let len = input.len() - head - 1;
             if len >= 254 {
@@ -125,6 +127,9 @@ fn push_normalized(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> Op
                 push_shortest_instant(instant, input);
                 return Some(());
             }
+            if matches!(rule.ty, FieldType::Integer | FieldType::Decimal) {
+                pack_decimal(input, start);
+            }
             let len = input.len() - start;
             // 1 to 254 are short lengths; 255 always says eight length bytes follow.
             if len < 254 {
@@ -136,6 +141,39 @@ fn push_normalized(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> Op
         }
     }
     Some(())
+}
+
+/// Packs the canonical decimal text at `start..` two characters a byte, in place: a digit
+/// as its value, `-` as 0xA, `e` as 0xB, and 0xF after an odd last one. A row of a table
+/// near 64 bytes then more often takes one blake3 compression instead of two. Other text
+/// (`NaN`, `inf`) stays as it is: its bytes have a low half of 0xE, which no packed byte
+/// has, so no two values hash alike.
+fn pack_decimal(input: &mut Vec<u8>, start: usize) {
+    /// A character's half byte, or 0xFF.
+    const NIBBLE: [u8; 256] = {
+        let mut table = [0xFF; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        table[b'-' as usize] = 0xA;
+        table[b'e' as usize] = 0xB;
+        table
+    };
+    let text = &input[start..];
+    if text.iter().any(|&b| NIBBLE[usize::from(b)] == 0xFF) {
+        return;
+    }
+    let len = text.len();
+    for i in 0..len / 2 {
+        let (high, low) = (input[start + 2 * i], input[start + 2 * i + 1]);
+        input[start + i] = NIBBLE[usize::from(high)] << 4 | NIBBLE[usize::from(low)];
+    }
+    if len % 2 == 1 {
+        input[start + len / 2] = NIBBLE[usize::from(input[start + len - 1])] << 4 | 0xF;
+    }
+    input.truncate(start + len.div_ceil(2));
 }
 
 /// Appends an instant framed in its shortest two's-complement form: its big-endian bytes
@@ -311,6 +349,46 @@ mod tests {
             row_digest(&a, &f, Side::Owner, &mut s),
             row_digest(&b, &f, Side::Owner, &mut s)
         );
+    }
+
+    /// Packed decimals keep every value apart: different canonical texts (and the
+    /// specials left unpacked) never pack to the same bytes, and equal ones always do.
+    #[test]
+    fn packed_decimals_stay_distinct() {
+        let texts = [
+            "0",
+            "1",
+            "10",
+            "1e1",
+            "-1",
+            "-10",
+            "238033e-2",
+            "238033e-20",
+            "2380330e-3",
+            "5",
+            "50",
+            "e",
+            "-",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e-1",
+            "11",
+            "1e",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for text in texts {
+            let mut input = vec![9];
+            input.extend_from_slice(text.as_bytes());
+            pack_decimal(&mut input, 1);
+            assert!(input.len() - 1 <= text.len(), "{text} grew");
+            if let Some(other) = seen.insert(input.clone(), text) {
+                panic!("{text} and {other} pack alike: {input:?}");
+            }
+        }
+        let mut input = b"x238033e-2".to_vec();
+        pack_decimal(&mut input, 1);
+        assert_eq!(input, [b'x', 0x23, 0x80, 0x33, 0xBA, 0x2F]);
     }
 
     /// The forms of nearly every file's fields take the plain path.
