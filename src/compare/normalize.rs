@@ -678,38 +678,53 @@ fn uuid(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// The bytes of a UUID in its hyphenated form, in either case; `None` for anything else.
-/// Every row of a table keyed or keyed into by UUID passes here, so it reads the digit
-/// pairs at their fixed places through a table rather than digit by digit.
+/// Every row of a table keyed or keyed into by UUID passes here, so it reads the 32 digits
+/// as four words of eight and converts each word at once.
 pub(crate) fn uuid_bytes(text: &[u8]) -> Option<[u8; 16]> {
-    /// Where each byte's two hex digits start.
-    const PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-    /// A hex digit's value, or 0xFF.
-    const HEX: [u8; 256] = {
-        let mut table = [0xFF; 256];
-        let mut i = 0;
-        while i < 10 {
-            table[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            table[b'a' as usize + i] = 10 + i as u8;
-            table[b'A' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        table
-    };
-    if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+    let text: &[u8; 36] = text.try_into().ok()?;
+    if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' {
         return None;
     }
+    // The places are constants within the 36 bytes: the chunks always exist.
+    let word = |at: usize| text[at..].first_chunk().map_or(0, |w| u64::from_le_bytes(*w));
+    let half = |at: usize| {
+        text[at..]
+            .first_chunk()
+            .map_or(0, |w| u64::from(u32::from_le_bytes(*w)))
+    };
+    let halves = |a: usize, b: usize| half(a) | half(b) << 32;
+    let words = [word(0), halves(9, 14), halves(19, 24), word(28)];
     let mut bytes = [0u8; 16];
-    let mut invalid = 0u8;
-    for (byte, &at) in bytes.iter_mut().zip(&PAIRS) {
-        let (high, low) = (HEX[text[at] as usize], HEX[text[at + 1] as usize]);
-        invalid |= (high | low) & 0xF0;
-        *byte = high << 4 | (low & 0x0F);
+    for (out, word) in bytes.chunks_exact_mut(4).zip(words) {
+        out.copy_from_slice(&hex_word(word)?.to_le_bytes());
     }
-    (invalid == 0).then_some(bytes)
+    Some(bytes)
+}
+
+/// Eight hex digits (the first in the lowest byte of `word`) as the four bytes they spell,
+/// the first in the lowest; `None` when a byte is not a hex digit. Every byte is handled
+/// at once: below 0x80, a byte `b` is at least `lo` when `b + (0x80 - lo)` has its high
+/// bit set, and above `hi` when `b + (0x7F - hi)` has, and no sum carries into the next
+/// byte.
+fn hex_word(word: u64) -> Option<u32> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    if word & HIGHS != 0 {
+        return None;
+    }
+    let within =
+        |lo: u8, hi: u8| (word + ONES * u64::from(0x80 - lo)) & !(word + ONES * u64::from(0x7F - hi)) & HIGHS;
+    let letters = within(b'a', b'f') | within(b'A', b'F');
+    if (within(b'0', b'9') | letters) != HIGHS {
+        return None;
+    }
+    // A digit's value is its low half; a letter's, its low half plus 9.
+    let values = (word & (ONES * 0x0F)) + (letters >> 7) * 9;
+    // Byte 2k becomes digit 2k's value times 16 plus digit 2k+1's; then the even bytes
+    // close up.
+    let pairs = ((values << 4) | (values >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let pairs = (pairs | (pairs >> 8)) & 0x0000_FFFF_0000_FFFF;
+    Some((pairs | (pairs >> 16)) as u32)
 }
 
 fn bytes(value: Cell<'_>, out: &mut Vec<u8>) -> Result<(), String> {
@@ -861,6 +876,53 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (self.0 >> 33) % n
         }
+    }
+
+    /// The word-at-a-time UUID reader agrees with reading each digit pair by itself, for
+    /// digits of either case and for every byte that is not one, at every place.
+    #[test]
+    fn uuids_read_by_words_as_by_digits() {
+        let by_digits = |text: &[u8]| -> Option<[u8; 16]> {
+            if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+                return None;
+            }
+            let digits: Vec<u8> = text.iter().copied().filter(|&b| b != b'-').collect();
+            if digits.len() != 32 {
+                return None;
+            }
+            let mut bytes = [0; 16];
+            for (byte, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
+                *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+            }
+            Some(bytes)
+        };
+        let alphabet = b"0123456789abcdefABCDEF";
+        let odd = [
+            b'g', b'G', b'/', b':', b'@', b'`', b'-', b' ', 0, 0x7F, 0x80, 0xC3, 0xFF,
+        ];
+        let mut rng = Lcg(11);
+        for round in 0..20_000 {
+            let mut text: Vec<u8> = (0..36)
+                .map(|i| {
+                    if [8, 13, 18, 23].contains(&i) {
+                        b'-'
+                    } else {
+                        alphabet[rng.below(alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            if round % 2 == 1 {
+                let at = rng.below(36) as usize;
+                text[at] = odd[rng.below(odd.len() as u64) as usize];
+            }
+            assert_eq!(
+                uuid_bytes(&text),
+                by_digits(&text),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        assert_eq!(uuid_bytes(b"ba24d28c-5515-90b6-1d8e-c4f602e84d4"), None);
     }
 
     #[test]
