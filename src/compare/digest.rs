@@ -5,7 +5,8 @@
 use crate::compare::CompareField;
 use crate::compare::FieldRule;
 use crate::compare::normalize::{
-    Normalized, normalize_append, parse_plain_instant, uuid_bytes, write_int_canonical, write_plain_decimal,
+    Normalized, PlainDecimal, Significant, normalize_append, parse_plain_instant, uuid_bytes,
+    write_int_canonical,
 };
 use crate::job::Side;
 use crate::source::FieldType;
@@ -77,11 +78,10 @@ fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
         }
         FieldType::Integer | FieldType::Decimal if text.len() < 254 => {
             input.push(0);
-            if !write_plain_decimal(text, input) {
+            if !push_packed_plain_decimal(text, input) {
                 input.truncate(head);
                 return false;
             }
-            pack_decimal(input, head + 1);
             // A long canonical form (from a long text) is framed the general way.
             let len = input.len() - head - 1;
             if len >= 254 {
@@ -174,6 +174,80 @@ fn pack_decimal(input: &mut Vec<u8>, start: usize) {
         input[start + len / 2] = NIBBLE[usize::from(input[start + len - 1])] << 4 | 0xF;
     }
     input.truncate(start + len.div_ceil(2));
+}
+
+/// Appends the canonical form of plain decimal text packed as [`pack_decimal`] packs it,
+/// straight from the text's digits; false (writing nothing) for any other text.
+fn push_packed_plain_decimal(text: &[u8], input: &mut Vec<u8>) -> bool {
+    let Some(plain) = PlainDecimal::scan(text) else {
+        return false;
+    };
+    let mut packed = Nibbles { input, high: None };
+    let Some(Significant {
+        negative,
+        digits: (before, after),
+        exp,
+    }) = plain.significant()
+    else {
+        packed.push(0);
+        packed.finish();
+        return true;
+    };
+    if negative {
+        packed.push(0xA);
+    }
+    for &digit in before.iter().chain(after) {
+        packed.push(digit - b'0');
+    }
+    if exp != 0 {
+        packed.push(0xB);
+        if exp < 0 {
+            packed.push(0xA);
+        }
+        packed.push_number(exp.unsigned_abs());
+    }
+    packed.finish();
+    true
+}
+
+/// Half bytes packed two a byte into the digest input, the first high.
+struct Nibbles<'a> {
+    input: &'a mut Vec<u8>,
+    high: Option<u8>,
+}
+
+impl Nibbles<'_> {
+    #[inline]
+    fn push(&mut self, nibble: u8) {
+        match self.high.take() {
+            None => self.high = Some(nibble),
+            Some(high) => self.input.push(high << 4 | nibble),
+        }
+    }
+
+    /// A number's decimal digits, the first first.
+    fn push_number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let (mut n, mut at) = (n, digits.len());
+        loop {
+            at -= 1;
+            digits[at] = (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[at..] {
+            self.push(digit);
+        }
+    }
+
+    /// Pads an odd last half byte with 0xF.
+    fn finish(self) {
+        if let Some(high) = self.high {
+            self.input.push(high << 4 | 0xF);
+        }
+    }
 }
 
 /// Appends an instant framed in its shortest two's-complement form: its big-endian bytes
