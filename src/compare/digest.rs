@@ -5,8 +5,7 @@
 use crate::compare::CompareField;
 use crate::compare::FieldRule;
 use crate::compare::normalize::{
-    Normalized, PlainDecimal, Significant, normalize_append, parse_plain_instant, uuid_bytes,
-    write_int_canonical,
+    Normalized, normalize_append, parse_plain_instant, plain_decimal, uuid_bytes, write_int_canonical,
 };
 use crate::job::Side;
 use crate::source::FieldType;
@@ -179,32 +178,28 @@ fn pack_decimal(input: &mut Vec<u8>, start: usize) {
 /// Appends the canonical form of plain decimal text packed as [`pack_decimal`] packs it,
 /// straight from the text's digits; false (writing nothing) for any other text.
 fn push_packed_plain_decimal(text: &[u8], input: &mut Vec<u8>) -> bool {
-    let Some(plain) = PlainDecimal::scan(text) else {
+    let Some(plain) = plain_decimal(text) else {
         return false;
     };
     let mut packed = Nibbles { input, high: None };
-    let Some(Significant {
-        negative,
-        digits: (before, after),
-        exp,
-    }) = plain.significant()
-    else {
-        packed.push(0);
-        packed.finish();
-        return true;
-    };
-    if negative {
-        packed.push(0xA);
-    }
-    for &digit in before.iter().chain(after) {
-        packed.push(digit - b'0');
-    }
-    if exp != 0 {
-        packed.push(0xB);
-        if exp < 0 {
-            packed.push(0xA);
+    match plain {
+        None => packed.push(0),
+        Some(plain) => {
+            if plain.negative {
+                packed.push(0xA);
+            }
+            let (before, after) = plain.digits;
+            for &digit in before.iter().chain(after) {
+                packed.push(digit - b'0');
+            }
+            if plain.exp != 0 {
+                packed.push(0xB);
+                if plain.exp < 0 {
+                    packed.push(0xA);
+                }
+                packed.push_number(plain.exp.unsigned_abs());
+            }
         }
-        packed.push_number(exp.unsigned_abs());
     }
     packed.finish();
     true

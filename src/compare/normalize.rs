@@ -292,100 +292,76 @@ fn push_u64(mut n: u64, out: &mut Vec<u8>) {
 /// exponent or white space) without allocating, exactly as [`Decimal::parse`] and
 /// [`Decimal::write_canonical`] would; false (writing nothing) for any other text.
 pub(crate) fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(plain) = PlainDecimal::scan(text) else {
+    let Some(plain) = plain_decimal(text) else {
         return false;
     };
-    let Some(Significant {
-        negative,
-        digits: (before, after),
-        exp,
-    }) = plain.significant()
-    else {
+    let Some(plain) = plain else {
         out.push(b'0');
         return true;
     };
-    if negative {
+    if plain.negative {
         out.push(b'-');
     }
+    let (before, after) = plain.digits;
     out.extend_from_slice(before);
     if !after.is_empty() {
         out.extend_from_slice(after);
     }
-    if exp != 0 {
+    if plain.exp != 0 {
         out.push(b'e');
-        if exp < 0 {
+        if plain.exp < 0 {
             out.push(b'-');
         }
-        push_u64(exp.unsigned_abs(), out);
+        push_u64(plain.exp.unsigned_abs(), out);
     }
     true
 }
 
-/// Plain decimal text, scanned in one pass: where the point is, and the first and last
-/// digits that are not zero.
-pub(crate) struct PlainDecimal<'a> {
-    negative: bool,
-    /// The text after the sign.
-    digits: &'a [u8],
-    point: Option<usize>,
-    /// The first and last significant digits; `None` for zero.
-    significant: Option<(usize, usize)>,
-}
-
-impl PlainDecimal<'_> {
-    /// Scans `[-]digits[.digits]`; `None` for any other text.
-    #[inline]
-    pub(crate) fn scan(text: &[u8]) -> Option<PlainDecimal<'_>> {
-        let (negative, t) = match text {
-            [b'-', rest @ ..] => (true, rest),
-            _ => (false, text),
-        };
-        let (mut point, mut first, mut last) = (None, None, 0);
-        for (at, &b) in t.iter().enumerate() {
-            match b {
-                b'1'..=b'9' => {
-                    first.get_or_insert(at);
-                    last = at;
-                }
-                b'0' => {}
-                b'.' if point.is_none() => point = Some(at),
-                _ => return None,
+/// Plain decimal text (`[-]digits[.digits]`, no sign `+`, exponent or white space) in
+/// one pass that finds the point and the first and last digits that are not zero: its
+/// canonical parts, `Some(None)` for zero, `None` for any other text. Inlined where it is
+/// used: every decimal field of every row of a file passes here.
+#[inline(always)]
+pub(crate) fn plain_decimal(text: &[u8]) -> Option<Option<Significant<'_>>> {
+    let (negative, t) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    let (mut point, mut first, mut last) = (None, None, 0);
+    for (at, &b) in t.iter().enumerate() {
+        match b {
+            b'1'..=b'9' => {
+                first.get_or_insert(at);
+                last = at;
             }
+            b'0' => {}
+            b'.' if point.is_none() => point = Some(at),
+            _ => return None,
         }
-        // No digit at all ("", "." or "-").
-        if t.len() == usize::from(point.is_some()) {
-            return None;
-        }
-        Some(PlainDecimal {
-            negative,
-            digits: t,
-            point,
-            significant: first.map(|first| (first, last)),
-        })
     }
-
-    /// The canonical form's parts; `None` for zero.
-    #[inline]
-    pub(crate) fn significant(&self) -> Option<Significant<'_>> {
-        let (first, last) = self.significant?;
-        let t = self.digits;
-        let point = self.point.unwrap_or(t.len());
-        let digits = if first < point && point < last {
-            (&t[first..point], &t[point + 1..=last])
-        } else {
-            (&t[first..=last], &t[..0])
-        };
-        let exp = if last < point {
-            (point - 1 - last) as i64
-        } else {
-            -((last - point) as i64)
-        };
-        Some(Significant {
-            negative: self.negative,
-            digits,
-            exp,
-        })
+    // No digit at all ("", "." or "-").
+    if t.len() == usize::from(point.is_some()) {
+        return None;
     }
+    let Some(first) = first else {
+        return Some(None);
+    };
+    let point = point.unwrap_or(t.len());
+    let digits = if first < point && point < last {
+        (&t[first..point], &t[point + 1..=last])
+    } else {
+        (&t[first..=last], &t[..0])
+    };
+    let exp = if last < point {
+        (point - 1 - last) as i64
+    } else {
+        -((last - point) as i64)
+    };
+    Some(Some(Significant {
+        negative,
+        digits,
+        exp,
+    }))
 }
 
 /// A nonzero decimal's canonical parts: `[-]digits e exp`.
