@@ -81,13 +81,8 @@ fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
                 input.truncate(head);
                 return false;
             }
-            // A long canonical form (from a long text) is framed the general way.
-            let len = input.len() - head - 1;
-            if len >= 254 {
-                input.truncate(head);
-                return false;
-            }
-            input[head] = len as u8 + 1;
+            // Packed, the canonical form of a text below 254 bytes is below 130.
+            input[head] = (input.len() - head) as u8;
         }
         FieldType::Timestamp if matches!(value, Cell::Text(_)) => {
             let Some(instant) = parse_plain_instant(text) else {
@@ -145,8 +140,8 @@ fn push_normalized(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> Op
 /// Packs the canonical decimal text at `start..` two characters a byte, in place: a digit
 /// as its value, `-` as 0xA, `e` as 0xB, and 0xF after an odd last one. A row of a table
 /// near 64 bytes then more often takes one blake3 compression instead of two. Other text
-/// (`NaN`, `inf`) stays as it is: its bytes have a low half of 0xE, which no packed byte
-/// has, so no two values hash alike.
+/// (`NaN`, `inf`, `-inf`) stays as it is: each holds an `n` or `N`, whose low half is 0xE,
+/// which no packed byte has, so no two values hash alike.
 fn pack_decimal(input: &mut Vec<u8>, start: usize) {
     /// A character's half byte, or 0xFF.
     const NIBBLE: [u8; 256] = {

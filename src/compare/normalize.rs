@@ -923,13 +923,17 @@ mod tests {
             }
             let mut bytes = [0; 16];
             for (byte, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
+                // `from_str_radix` takes a sign too.
+                if !pair.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
             }
             Some(bytes)
         };
         let alphabet = b"0123456789abcdefABCDEF";
         let odd = [
-            b'g', b'G', b'/', b':', b'@', b'`', b'-', b' ', 0, 0x7F, 0x80, 0xC3, 0xFF,
+            b'g', b'G', b'/', b':', b'@', b'`', b'-', b'+', b' ', 0, 0x7F, 0x80, 0xC3, 0xFF,
         ];
         let mut rng = Lcg(11);
         for round in 0..20_000 {

@@ -406,6 +406,8 @@ mod tests {
             Just(b"\r\n".to_vec()),
             Just(BOM.to_vec()),
             Just("é".as_bytes().to_vec()),
+            // Not UTF-8: a field holding it is not text, in a short line or a long one.
+            Just(b"\xff".to_vec()),
             Just(b" ".to_vec()),
             // Long enough for a line to span blocks of classified bytes (64 each).
             Just(b"defghijklmnopqrstuvwxyz0123456789".to_vec()),
