@@ -2,11 +2,10 @@
 //! row can be judged equal to another without either being at hand: the digest-first
 //! compare of files keeps only keys and digests, and reads again only rows that differ.
 
-use crate::compare::CompareField;
-use crate::compare::FieldRule;
 use crate::compare::normalize::{
     Normalized, normalize_append, parse_plain_instant, plain_decimal, uuid_bytes, write_int_canonical,
 };
+use crate::compare::{CompareField, FieldRule};
 use crate::job::Side;
 use crate::source::FieldType;
 use crate::source::value::Cell;
