@@ -1148,13 +1148,7 @@ mod tests {
             let path = dir.join(name);
             let text: String = (0..rows).rev().map(|id| format!("{id},{tag}\n")).collect();
             std::fs::write(&path, format!("id,v\n{text}")).expect("write");
-            let config = CsvConfig {
-                path,
-                delimiter: b',',
-                header: true,
-                null: None,
-                types: Vec::new(),
-            };
+            let config = CsvConfig::with_defaults(path);
             Counted(CsvSource::open(&config).expect("open"), 0, fail_after)
         };
         let mut spec = spec(64 << 20);
@@ -1217,13 +1211,7 @@ mod tests {
                 path
             };
             let open = |path| {
-                let config = CsvConfig {
-                    path,
-                    delimiter: b',',
-                    header: true,
-                    null: None,
-                    types: Vec::new(),
-                };
+                let config = CsvConfig::with_defaults(path);
                 Counted(CsvSource::open(&config).expect("open"), 0, usize::MAX)
             };
             let mut owner = open(write("o.csv", "a", owner_width));

@@ -156,6 +156,21 @@ pub struct CsvConfig {
     pub types: Vec<(String, FieldType)>,
 }
 
+#[cfg(test)]
+impl CsvConfig {
+    /// The file read with every default: commas, a header, an empty field as NULL, no
+    /// declared types.
+    pub fn with_defaults(path: PathBuf) -> CsvConfig {
+        CsvConfig {
+            path,
+            delimiter: b',',
+            header: true,
+            null: None,
+            types: Vec::new(),
+        }
+    }
+}
+
 /// A JSON Lines file source.
 #[derive(Clone, Debug)]
 pub struct JsonlConfig {

@@ -404,20 +404,10 @@ mod tests {
         path
     }
 
-    fn config(path: PathBuf) -> CsvConfig {
-        CsvConfig {
-            path,
-            delimiter: b',',
-            header: true,
-            null: None,
-            types: Vec::new(),
-        }
-    }
-
     fn open(content: &str) -> (tempfile::TempDir, CsvSource) {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, content.as_bytes());
-        let source = CsvSource::open(&config(path)).unwrap();
+        let source = CsvSource::open(&CsvConfig::with_defaults(path)).unwrap();
         (dir, source)
     }
 
@@ -429,7 +419,7 @@ mod tests {
     async fn scan_err(content: &[u8], key: (&str, KeyType)) -> String {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, content);
-        let mut source = CsvSource::open(&config(path)).unwrap();
+        let mut source = CsvSource::open(&CsvConfig::with_defaults(path)).unwrap();
         let names: Vec<&str> = source.columns.iter().map(|c| c.name.as_str()).collect();
         let others: Vec<&str> = names.into_iter().filter(|n| *n != key.0).collect();
         let spec = spec(&[key], &others, 10);
@@ -450,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_fails_to_open_with_the_os_reason() {
-        let err = CsvSource::open(&config(PathBuf::from("data/none.csv")))
+        let err = CsvSource::open(&CsvConfig::with_defaults(PathBuf::from("data/none.csv")))
             .err()
             .unwrap();
         assert!(matches!(err, SourceError::Open(_)));
@@ -503,7 +493,7 @@ mod tests {
     async fn null_and_empty_string_follow_the_null_setting() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, b"id,v\n1,\n2,NULL\n3,\"\"\n4,x\n");
-        let mut cfg = config(path);
+        let mut cfg = CsvConfig::with_defaults(path);
         let spec = spec(&[("id", KeyType::Integer)], &["v"], 10);
 
         let mut source = CsvSource::open(&cfg).unwrap();
@@ -596,7 +586,7 @@ mod tests {
     async fn invalid_utf8_in_the_header_names_line_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, b"i\xffd,v\n1,a\n");
-        let err = CsvSource::open(&config(path)).err().unwrap();
+        let err = CsvSource::open(&CsvConfig::with_defaults(path)).err().unwrap();
         assert_eq!(err.to_string(), "line 1: invalid UTF-8");
     }
 
@@ -608,7 +598,7 @@ mod tests {
             content.push_str(&format!("{},{i},{}\n", (i * 7919) % 1201, "x".repeat(i % 13)));
         }
         let path = write(&dir, content.as_bytes());
-        let mut source = CsvSource::open(&config(path)).unwrap();
+        let mut source = CsvSource::open(&CsvConfig::with_defaults(path)).unwrap();
         let mut spec = spec(&[("id", KeyType::Integer)], &["seq", "pad"], 333);
         let in_memory = scan_all(&mut source, &spec).await.unwrap();
         spec.memory_budget = 4096;
