@@ -240,7 +240,7 @@ impl<D: Dialect> KeysetQuery<D> {
 
     /// Every row whose key is one of `keys`, in key order. Callers keep batches small
     /// (databases cap the number of parameters).
-    pub fn any_of(&self, keys: &[Key]) -> Statement {
+    pub fn any_of(&self, keys: &[&Key]) -> Statement {
         let mut b = self.builder();
         let cond = if self.key_exprs.len() == 1 {
             let parts: Vec<&KeyPart> = keys.iter().map(|k| &k.0[0]).collect();
@@ -625,10 +625,7 @@ mod tests {
             s.params,
             vec![Param::Int(3), Param::Text("x".into()), Param::Int(5)]
         );
-        let s = q.any_of(&[
-            after.clone(),
-            Key(vec![KeyPart::Int(4), KeyPart::Text("y".into())]),
-        ]);
+        let s = q.any_of(&[&after, &Key(vec![KeyPart::Int(4), KeyPart::Text("y".into())])]);
         assert!(
             s.sql.contains(
                 "AND (CAST(\"region\" AS INTEGER), \"code\" COLLATE BINARY) IN (VALUES (?, ?), (?, ?))"

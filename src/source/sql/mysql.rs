@@ -443,7 +443,7 @@ mod tests {
              WHERE (CAST(`code` AS BINARY) > ? OR (CAST(`code` AS BINARY) = ? AND `n` > ?)) \
              ORDER BY CAST(`code` AS BINARY), `n` LIMIT ?"
         );
-        let s = q.any_of(&[after.clone(), after]);
+        let s = q.any_of(&[&after, &after]);
         assert!(s.sql.contains("IN ((?, ?), (?, ?))"), "{}", s.sql);
     }
 

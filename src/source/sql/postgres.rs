@@ -789,7 +789,7 @@ mod tests {
             )
         };
         let ints = query(key("id", KeyType::Integer, false))
-            .any_of(&[Key(vec![KeyPart::Int(-3)]), Key(vec![KeyPart::Int(42)])]);
+            .any_of(&[&Key(vec![KeyPart::Int(-3)]), &Key(vec![KeyPart::Int(42)])]);
         assert!(
             ints.sql.contains(
                 "WHERE \"id\" = ANY(CAST(current_setting('recon.p1') AS bigint[])) ORDER BY \"id\""
@@ -799,8 +799,8 @@ mod tests {
         );
         assert_eq!(ints.params, [Param::Text("{-3,42}".into())]);
         let texts = query(key("code", KeyType::Text, false)).any_of(&[
-            Key(vec![KeyPart::Text("a,b".into())]),
-            Key(vec![KeyPart::Text("it's \"{}\"".into())]),
+            &Key(vec![KeyPart::Text("a,b".into())]),
+            &Key(vec![KeyPart::Text("it's \"{}\"".into())]),
         ]);
         assert!(
             texts.sql.contains(

@@ -1033,10 +1033,7 @@ impl<E: Engine> Source for ServerSource<E> {
         keys.sort();
         keys.dedup();
         let mut rows = Vec::new();
-        let statement = |keys: &[&Key]| {
-            let keys: Vec<Key> = keys.iter().map(|k| (*k).clone()).collect();
-            query.any_of(&keys)
-        };
+        let statement = |keys: &[&Key]| query.any_of(keys);
         // Two statements at a time, one per pooled connection: the server reads the next
         // keys while the rows of the last arrive.
         for pair in keys.chunks(2 * FETCH_BATCH) {

@@ -324,8 +324,7 @@ impl Source for SqliteSource {
         keys.dedup();
         let mut rows = Vec::new();
         for batch in keys.chunks(FETCH_BATCH) {
-            let batch: Vec<Key> = batch.iter().map(|k| (*k).clone()).collect();
-            let statement = query.any_of(&batch);
+            let statement = query.any_of(batch);
             rows.extend(run(&self.pool, &statement, &shape, None).await?);
         }
         // Stable: rows sharing a key keep the database's (tiebreak) order.
