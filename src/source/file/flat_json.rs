@@ -1,8 +1,21 @@
 //! A fast reader of the common JSON Lines object: flat (no nested object or array), no
-//! escapes in names or strings. It finds the wanted members' JSON text without building
-//! anything, and validates the line as strictly as serde_json does. Anything else (a
-//! nested value, an escape, invalid JSON) is left to serde_json, which is the authority
-//! on what a line means and how it is wrong: this reader only answers when it is sure.
+//! escapes in names or strings. It reads the wanted members' values straight from the
+//! line, and validates the line as strictly as serde_json does. Anything else (a nested
+//! value, an escape, invalid JSON) is left to serde_json, which is the authority on what
+//! a line means and how it is wrong: this reader only answers when it is sure.
+
+use crate::source::value::Cell;
+
+/// A wanted member of a line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Member<'a> {
+    /// Its value, read by the flat reader: null, a boolean, a string without escapes, an
+    /// integer that fits an i64 or a number without an exponent (as its text).
+    Cell(Cell<'a>),
+    /// Its JSON text, for serde_json to decode: a member of a line that is not flat, or
+    /// a number with an exponent (which serde_json spells its own way).
+    Raw(&'a str),
+}
 
 /// The names of the wanted members, each also as a word to match a line's bytes against.
 pub struct Names {
@@ -70,12 +83,18 @@ impl Names {
     }
 }
 
-/// The raw JSON text of each wanted member of `text` (by position in `names`; the last
+/// The value of each wanted member of `text` (by position in `names`; the last
 /// occurrence wins, as serde_json's visitor does), or `false` when the line is not a
 /// flat object this reader vouches for. `slots` must have one entry per name.
-pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Option<&'a str>]) -> bool {
+pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Option<Member<'a>>]) -> bool {
+    slots.fill(None);
+    read_object(text, names, slots)
+}
+
+/// Reads a flat object's wanted members from `text`.
+#[inline(always)]
+fn read_object<'a>(text: &'a str, names: &Names, slots: &mut [Option<Member<'a>>]) -> bool {
     let bytes = text.as_bytes();
-    slots.iter_mut().for_each(|slot| *slot = None);
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return false;
@@ -106,13 +125,22 @@ pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Option<&'a st
                 return false;
             }
         }
-        let Some((value_start, value_end)) = scalar(bytes, at + 1) else {
+        at += 1;
+        if matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at = skip_space(bytes, at);
+        }
+        // An unwanted member's value is read (to validate it) into a slot of its own.
+        let mut unwanted = None;
+        let into = match slot {
+            Some(slot) => {
+                hint = slot + 1;
+                &mut slots[slot]
+            }
+            None => &mut unwanted,
+        };
+        let Some(value_end) = scalar(text, at, into) else {
             return false;
         };
-        if let Some(slot) = slot {
-            slots[slot] = Some(&text[value_start..value_end]);
-            hint = slot + 1;
-        }
         at = value_end;
         if !matches!(bytes.get(at), Some(b',' | b'}')) {
             at = skip_space(bytes, at);
@@ -170,51 +198,60 @@ fn string_stops(word: u64) -> u64 {
     zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
-/// Where the scalar at `at` (after any whitespace) starts and ends: a plain string, a
-/// number, `true`, `false` or `null`.
-#[inline]
-fn scalar(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
-    let end = match bytes.get(at)? {
-        b'"' => plain_string(bytes, at),
-        b't' => literal(bytes, at, b"true"),
-        b'f' => literal(bytes, at, b"false"),
-        b'n' => literal(bytes, at, b"null"),
-        b'-' | b'0'..=b'9' => number(bytes, at),
-        b' ' | b'\t' | b'\n' | b'\r' => return spaced_scalar(bytes, at),
-        _ => None,
-    }?;
-    Some((at, end))
-}
-
-/// [`scalar`] after whitespace.
-#[cold]
-#[inline(never)]
-fn spaced_scalar(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
-    scalar(bytes, skip_space(bytes, at))
+/// Reads the scalar at `at` into `into` and returns where it ends: a plain string, a
+/// number, `true`, `false` or `null`. (Written in place: a returned member would be
+/// copied in pieces and read back whole, which stalls.)
+#[inline(always)]
+fn scalar<'a>(text: &'a str, at: usize, into: &mut Option<Member<'a>>) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (cell, end) = match bytes.get(at)? {
+        b'"' => {
+            let end = plain_string(bytes, at)?;
+            (Cell::Text(text.get(at + 1..end - 1)?), end)
+        }
+        b't' => (Cell::Bool(true), literal(bytes, at, b"true")?),
+        b'f' => (Cell::Bool(false), literal(bytes, at, b"false")?),
+        b'n' => (Cell::Null, literal(bytes, at, b"null")?),
+        b'-' | b'0'..=b'9' => return number(text, at, into),
+        _ => return None,
+    };
+    *into = Some(Member::Cell(cell));
+    Some(end)
 }
 
 fn literal(bytes: &[u8], at: usize, word: &[u8]) -> Option<usize> {
     bytes[at..].starts_with(word).then_some(at + word.len())
 }
 
-/// The end of a number at `at`, in JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
-/// ([eE] [+-]? [0-9]+)?`.
-fn number(bytes: &[u8], mut at: usize) -> Option<usize> {
+/// The number at `start`, in JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE]
+/// [+-]? [0-9]+)?`, and where it ends. As serde_json reads it: an integer when it fits
+/// an i64, else its text.
+#[inline]
+fn number<'a>(text: &'a str, start: usize, into: &mut Option<Member<'a>>) -> Option<usize> {
+    let bytes = text.as_bytes();
     let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if bytes.get(at) == Some(&b'-') {
-        at += 1;
-    }
+    let negative = bytes.get(start) == Some(&b'-');
+    let mut at = start + usize::from(negative);
+    let mut magnitude = 0u64;
     match bytes.get(at)? {
         b'0' => at += 1,
-        b'1'..=b'9' => at += digits(at),
+        b'1'..=b'9' => {
+            while let Some(&digit) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+                magnitude = magnitude.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+                at += 1;
+            }
+        }
         _ => return None,
     }
+    let integer_digits = at - start - usize::from(negative);
+    let mut integer = true;
     if bytes.get(at) == Some(&b'.') {
         let n = digits(at + 1);
         if n == 0 {
             return None;
         }
         at += 1 + n;
+        integer = false;
     }
     if matches!(bytes.get(at), Some(b'e' | b'E')) {
         at += 1;
@@ -226,7 +263,18 @@ fn number(bytes: &[u8], mut at: usize) -> Option<usize> {
             return None;
         }
         at += n;
+        *into = Some(Member::Raw(&text[start..at]));
+        return Some(at);
     }
+    let number = &text[start..at];
+    *into = Some(Member::Cell(match (integer, i64::try_from(magnitude)) {
+        // Eighteen digits always fit; longer ones are parsed, to find an overflow.
+        (true, Ok(magnitude)) if integer_digits <= 18 => {
+            Cell::Int(if negative { -magnitude } else { magnitude })
+        }
+        (true, _) => number.parse().map_or(Cell::Decimal(number), Cell::Int),
+        (false, _) => Cell::Decimal(number),
+    }));
     Some(at)
 }
 
@@ -237,7 +285,9 @@ mod tests {
     use serde::de::{MapAccess, Visitor};
     use serde_json::Value as Json;
 
+    use super::super::jsonl::to_value;
     use super::*;
+    use crate::source::Value;
 
     /// Short names (matched on a line's bytes), a long one and one with a character
     /// JSON must escape (both matched through their text).
@@ -250,7 +300,7 @@ mod tests {
 
     /// What serde_json makes of the line: for each wanted name, the value of its last
     /// occurrence; `None` when the line is not a JSON object.
-    fn by_serde(text: &str) -> Option<Vec<Option<Json>>> {
+    fn by_serde(text: &str) -> Option<Vec<Option<Value>>> {
         struct All;
         impl<'de> Visitor<'de> for All {
             type Value = Vec<(String, Json)>;
@@ -271,9 +321,22 @@ mod tests {
         Some(
             names()
                 .iter()
-                .map(|n| all.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+                .map(|n| {
+                    all.iter()
+                        .rev()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| to_value(v.clone()))
+                })
                 .collect(),
         )
+    }
+
+    /// A member's value, decoded by serde_json where the reader left its text.
+    fn value_of(member: Member<'_>) -> Value {
+        match member {
+            Member::Cell(cell) => cell.to_value(),
+            Member::Raw(raw) => to_value(serde_json::from_str(raw).expect("a member's text is JSON")),
+        }
     }
 
     /// Pieces of JSON, valid and not, flat and not.
@@ -352,6 +415,14 @@ mod tests {
             Just("\"é\""),
             Just("\"326ca1c2-a8f5-4e0e-9d6c-3f2c1b0a9e8d\""),
             Just("\"2024-09-11T02:46:30.543907+00:00\""),
+            Just(
+                "\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\""
+            ),
+            // Integers of 18 digits (which always fit an i64) and of 19 and 20.
+            Just("-999999999999999999"),
+            Just("9223372036854775807"),
+            Just("-9223372036854775809"),
+            Just("12345678901234567890"),
         ];
         let space = prop_oneof![Just(""), Just(" "), Just("\t"), Just("\r\n"), Just("\u{a0}")];
         // Trailing whitespace puts 16 bytes after every name, as the match on a line's
@@ -386,10 +457,7 @@ mod tests {
             if flat_members(&text, &names, &mut slots) {
                 let serde = by_serde(&text);
                 prop_assert!(serde.is_some(), "accepted {text:?}, which serde_json refuses");
-                let ours: Vec<Option<Json>> = slots
-                    .iter()
-                    .map(|s| s.map(|raw| serde_json::from_str(raw).expect("a member's text is JSON")))
-                    .collect();
+                let ours: Vec<Option<Value>> = slots.iter().map(|s| s.map(value_of)).collect();
                 prop_assert_eq!(ours, serde.unwrap_or_default());
             }
         }
@@ -419,7 +487,20 @@ mod tests {
             &names,
             &mut slots
         ));
-        assert_eq!(slots, [Some("-1.5e3"), Some("\"x\""), None, None, None, None]);
+        assert_eq!(
+            slots,
+            [
+                Some(Member::Raw("-1.5e3")),
+                Some(Member::Cell(Cell::Text("x"))),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        assert!(flat_members("{\"id\":-12,\"b\":2.50}\n", &names, &mut slots));
+        assert_eq!(slots[0], Some(Member::Cell(Cell::Int(-12))));
+        assert_eq!(slots[2], Some(Member::Cell(Cell::Decimal("2.50"))));
         for text in [
             "{\"a\": [1]}",
             "{\"a\": \"\\n\"}",

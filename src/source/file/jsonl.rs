@@ -12,7 +12,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::flat_json::{Names, flat_members};
+use super::flat_json::{Member, Names, flat_members};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::window::Window;
 use super::{
@@ -152,27 +152,25 @@ impl JsonlSource {
     }
 }
 
-/// The members `plan` wants from one line, as their JSON text borrowed from it, into
-/// `slots` (one per member). A flat object is read directly; any other line goes through
-/// serde_json. Returns whether the line was flat: its strings then have no escapes.
+/// The members `plan` wants from one line, borrowed from it, into `slots` (one per
+/// member). A flat object is read directly; any other line goes through serde_json.
 fn members<'a>(
     plan: &Plan,
     line: u64,
     text: &'a str,
-    slots: &mut Vec<Option<&'a str>>,
-) -> Result<bool, SourceError> {
+    slots: &mut Vec<Option<Member<'a>>>,
+) -> Result<(), SourceError> {
     slots.clear();
     slots.resize(plan.members.len(), None);
     if flat_members(text, &plan.names, slots) {
-        return Ok(true);
+        return Ok(());
     }
-    slots.iter_mut().for_each(|slot| *slot = None);
+    slots.fill(None);
     let seed = WantedMembers {
         members: &plan.members,
         slots,
     };
-    parse_object(text, line, seed)?;
-    Ok(false)
+    parse_object(text, line, seed)
 }
 
 /// The key parts one line holds, for the scan `spec`, into reused `parts` (one per key
@@ -182,14 +180,13 @@ fn members<'a>(
 fn fill_key(
     spec: &ScanSpec,
     plan: &Plan,
-    slots: &[Option<&str>],
-    flat: bool,
+    slots: &[Option<Member<'_>>],
     line: u64,
     parts: &mut [KeyPart],
 ) -> Result<(), SourceError> {
     for (n, (lookup, part)) in plan.lookups[..spec.key.len()].iter().zip(parts).enumerate() {
         let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
-        match (ty, lookup.cell(slots, flat), &mut *part) {
+        match (ty, lookup.cell(slots), &mut *part) {
             (KeyType::Integer, Some(Cell::Int(i)), _) => *part = KeyPart::Int(i),
             (KeyType::Text, Some(Cell::Text(t)), KeyPart::Text(s)) if !t.is_empty() => {
                 s.clear();
@@ -207,7 +204,7 @@ fn fill_key(
 fn decoded_key_part(
     spec: &ScanSpec,
     lookup: &Lookup,
-    slots: &[Option<&str>],
+    slots: &[Option<Member<'_>>],
     line: u64,
     n: usize,
 ) -> Result<KeyPart, SourceError> {
@@ -218,13 +215,13 @@ fn decoded_key_part(
 /// The row one line holds, for the scan `spec` as `plan` finds its columns.
 fn row_of(spec: &ScanSpec, plan: &Plan, line: u64, text: &str) -> Result<Row, SourceError> {
     let mut slots = Vec::new();
-    let flat = members(plan, line, text, &mut slots)?;
+    members(plan, line, text, &mut slots)?;
     let values = plan.lookups[spec.key.len()..]
         .iter()
         .map(|lookup| lookup.value(&slots, line))
         .collect::<Result<_, _>>()?;
     let mut key = vec![KeyPart::Int(0); spec.key.len()];
-    fill_key(spec, plan, &slots, flat, line, &mut key)?;
+    fill_key(spec, plan, &slots, line, &mut key)?;
     Ok(Row {
         key: Key(key),
         values,
@@ -243,18 +240,18 @@ impl IndexedFile for JsonlSource {
         // Values that are not their own JSON text (an escaped string, an array, a
         // pointer into a member), decoded.
         let mut decoded: Vec<Value> = vec![Value::Null; value_lookups.len()];
-        let mut recycled_slots: Vec<Option<&'static str>> = Vec::new();
+        let mut recycled_slots: Vec<Option<Member<'static>>> = Vec::new();
         let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(value_lookups.len());
         let mut undecoded = Vec::new();
         let mut key = vec![KeyPart::Int(0); spec.key.len()];
         while let Some((line, start, text)) = lines.next()? {
             let mut slots = recycle(std::mem::take(&mut recycled_slots));
-            let flat = members(&plan, line, text, &mut slots)?;
-            fill_key(spec, &plan, &slots, flat, line, &mut key)?;
+            members(&plan, line, text, &mut slots)?;
+            fill_key(spec, &plan, &slots, line, &mut key)?;
             let mut cells = recycle(std::mem::take(&mut recycled));
             undecoded.clear();
             for (n, (lookup, decoded)) in value_lookups.iter().zip(decoded.iter_mut()).enumerate() {
-                match lookup.cell(&slots, flat) {
+                match lookup.cell(&slots) {
                     Some(cell) => cells.push(cell),
                     None => {
                         *decoded = lookup.value(&slots, line)?;
@@ -367,49 +364,36 @@ struct Lookup {
 }
 
 impl Lookup {
-    /// The column's value borrowed from the line, when its JSON text is the value: null,
-    /// a boolean, a number, or a string without escapes. `None` otherwise. `flat`: the
-    /// slots are a flat line's, whose strings have no escapes.
+    /// The column's value borrowed from the line, when it needs no decoding: a member
+    /// the flat reader read, or one whose JSON text is the value (null, a boolean, a
+    /// number, a string without escapes). `None` otherwise.
     #[inline(always)]
-    fn cell<'a>(&self, slots: &[Option<&'a str>], flat: bool) -> Option<Cell<'a>> {
+    fn cell<'a>(&self, slots: &[Option<Member<'a>>]) -> Option<Cell<'a>> {
         if self.rest.is_some() {
             return None;
         }
-        let Some(raw) = slots[self.slot] else {
-            return Some(Cell::Null);
-        };
-        // A flat line's member is its scalar's text alone.
-        let text = if flat { raw } else { raw.trim_ascii() };
-        Some(match text.as_bytes().first()? {
-            b'n' => Cell::Null,
-            b't' => Cell::Bool(true),
-            b'f' => Cell::Bool(false),
-            b'"' => {
-                // Valid JSON: the string ends with the quote.
-                let inner = text[1..].strip_suffix('"')?;
-                if !flat && inner.contains('\\') {
-                    return None;
-                }
-                Cell::Text(inner)
-            }
-            b'[' | b'{' => return None,
-            // As serde_json reads a number: an integer when it fits an i64, else its
-            // text (which serde_json spells again only when it has an exponent).
-            _ => match text.parse::<i64>() {
-                Ok(i) => Cell::Int(i),
-                Err(_) if text.bytes().any(|b| b == b'e' || b == b'E') => return None,
-                Err(_) => Cell::Decimal(text),
-            },
-        })
+        match slots[self.slot] {
+            None => Some(Cell::Null),
+            Some(Member::Cell(cell)) => Some(cell),
+            Some(Member::Raw(raw)) => raw_cell(raw),
+        }
     }
 
     /// The column's value, decoded.
-    fn value(&self, slots: &[Option<&str>], line: u64) -> Result<Value, SourceError> {
-        if let Some(cell) = self.cell(slots, false) {
+    fn value(&self, slots: &[Option<Member<'_>>], line: u64) -> Result<Value, SourceError> {
+        if let Some(cell) = self.cell(slots) {
             return Ok(cell.to_value());
         }
-        let Some(raw) = slots[self.slot] else {
-            return Ok(Value::Null);
+        let raw = match slots[self.slot] {
+            None => return Ok(Value::Null),
+            Some(Member::Raw(raw)) => raw,
+            // A pointer into a scalar: the scalar itself, or nothing below it.
+            Some(Member::Cell(cell)) => {
+                return Ok(match self.rest.as_deref() {
+                    None | Some("") => cell.to_value(),
+                    Some(_) => Value::Null,
+                });
+            }
         };
         let json: Json = serde_json::from_str(raw)
             .map_err(|e| SourceError::Read(format!("line {line}: invalid JSON: {e}")))?;
@@ -420,8 +404,35 @@ impl Lookup {
     }
 }
 
+/// The value a member's JSON text is, when it needs no decoding: null, a boolean, a
+/// number, or a string without escapes. As serde_json reads a number: an integer when it
+/// fits an i64, else its text (which serde_json spells again only when it has an
+/// exponent).
+fn raw_cell(raw: &str) -> Option<Cell<'_>> {
+    let text = raw.trim_ascii();
+    Some(match text.as_bytes().first()? {
+        b'n' => Cell::Null,
+        b't' => Cell::Bool(true),
+        b'f' => Cell::Bool(false),
+        b'"' => {
+            // Valid JSON: the string ends with the quote.
+            let inner = text[1..].strip_suffix('"')?;
+            if inner.contains('\\') {
+                return None;
+            }
+            Cell::Text(inner)
+        }
+        b'[' | b'{' => return None,
+        _ => match text.parse::<i64>() {
+            Ok(i) => Cell::Int(i),
+            Err(_) if text.bytes().any(|b| b == b'e' || b == b'E') => return None,
+            Err(_) => Cell::Decimal(text),
+        },
+    })
+}
+
 /// Converts a JSON value into the shared vocabulary.
-fn to_value(json: Json) -> Value {
+pub(super) fn to_value(json: Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(b),
@@ -598,7 +609,7 @@ impl<'de> Visitor<'de> for AllMembers {
 /// Finds the members a scan needs, keeping each one's JSON text, and skips the rest.
 struct WantedMembers<'s, 'de> {
     members: &'s [String],
-    slots: &'s mut [Option<&'de str>],
+    slots: &'s mut [Option<Member<'de>>],
 }
 
 impl<'de> DeserializeSeed<'de> for WantedMembers<'_, 'de> {
@@ -619,7 +630,7 @@ impl<'de> Visitor<'de> for WantedMembers<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(slot) = map.next_key_seed(MemberSlot(self.members))? {
             match slot {
-                Some(slot) => self.slots[slot] = Some(map.next_value::<&'de RawValue>()?.get()),
+                Some(slot) => self.slots[slot] = Some(Member::Raw(map.next_value::<&'de RawValue>()?.get())),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -729,16 +740,23 @@ mod tests {
 
     fn key_result(spec: &ScanSpec, plan: &Plan, text: &str, prior: &KeyPart) -> Result<KeyPart, String> {
         let mut slots = Vec::new();
-        let flat = members(plan, 7, text, &mut slots).map_err(|e| e.to_string())?;
+        members(plan, 7, text, &mut slots).map_err(|e| e.to_string())?;
+        // The same members as serde_json finds them, as JSON text.
+        let mut texts = vec![None; plan.members.len()];
+        let seed = WantedMembers {
+            members: &plan.members,
+            slots: &mut texts,
+        };
+        parse_object(text, 7, seed).map_err(|e| e.to_string())?;
         let lookup = &plan.lookups[0];
-        let cell = lookup.cell(&slots, flat);
-        assert_eq!(cell, lookup.cell(&slots, false), "{text}");
-        if let (Some(cell), Some(raw)) = (cell, slots[0]) {
+        let cell = lookup.cell(&slots);
+        if let Some(Member::Raw(raw)) = texts[0] {
+            assert_eq!(cell.is_some(), raw_cell(raw).is_some(), "{text}");
             let json = serde_json::from_str(raw).expect("a member's text is JSON");
-            assert_eq!(cell.to_value(), to_value(json), "{text}");
+            assert_eq!(cell.map(|c| c.to_value()), cell.map(|_| to_value(json)), "{text}");
         }
         let mut parts = vec![prior.clone()];
-        fill_key(spec, plan, &slots, flat, 7, &mut parts).map_err(|e| e.to_string())?;
+        fill_key(spec, plan, &slots, 7, &mut parts).map_err(|e| e.to_string())?;
         Ok(parts.remove(0))
     }
 
@@ -746,8 +764,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         /// A key part taken from a line's text is the one its decoded value makes, or
-        /// fails the same way, whatever the slot held before; and a flat line's cells are
-        /// those its text makes when checked for escapes.
+        /// fails the same way, whatever the slot held before; and the cells of a line read
+        /// by the flat reader are those of its members' text as serde_json finds it.
         #[test]
         fn key_parts_from_the_text_are_those_of_the_decoded_value(
             value in member_text(),
