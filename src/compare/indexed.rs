@@ -11,7 +11,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 
 use crate::compare::digest::DIGEST_LEN;
 use crate::compare::merge::{GroupSink, MergeError};
@@ -202,6 +202,32 @@ impl ShortEntry {
             digest: (self.meta & VALID_DIGEST != 0).then_some(self.digest),
             locator: self.meta & (LOCATOR_LIMIT - 1),
         }
+    }
+
+    /// Its bytes in a run on disk.
+    fn to_bytes(self) -> [u8; SHORT_ENTRY_BYTES] {
+        let mut bytes = [0u8; SHORT_ENTRY_BYTES];
+        bytes[..SHORT_KEY].copy_from_slice(&self.key);
+        bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN].copy_from_slice(&self.digest);
+        bytes[SHORT_KEY + DIGEST_LEN..].copy_from_slice(&self.meta.to_le_bytes());
+        bytes
+    }
+
+    /// The entry whose bytes in a run are `bytes` ([`SHORT_ENTRY_BYTES`] of them).
+    fn from_bytes(bytes: &[u8]) -> ShortEntry {
+        let mut entry = ShortEntry {
+            key: [0; SHORT_KEY],
+            digest: [0; DIGEST_LEN],
+            meta: 0,
+        };
+        entry.key.copy_from_slice(&bytes[..SHORT_KEY]);
+        entry
+            .digest
+            .copy_from_slice(&bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN]);
+        let mut meta = [0u8; 8];
+        meta.copy_from_slice(&bytes[SHORT_KEY + DIGEST_LEN..SHORT_ENTRY_BYTES]);
+        entry.meta = u64::from_le_bytes(meta);
+        entry
     }
 
     /// Its bytes in the general index layout; returns the key's length.
@@ -461,12 +487,7 @@ impl ShortRun {
         let mut out = BufWriter::with_capacity(SHORT_RUN_BUFFER, file);
         let mut count = 0;
         for entry in entries {
-            let entry = entry?;
-            let mut bytes = [0u8; SHORT_ENTRY_BYTES];
-            bytes[..SHORT_KEY].copy_from_slice(&entry.key);
-            bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN].copy_from_slice(&entry.digest);
-            bytes[SHORT_KEY + DIGEST_LEN..].copy_from_slice(&entry.meta.to_le_bytes());
-            out.write_all(&bytes).map_err(spill_error)?;
+            out.write_all(&entry?.to_bytes()).map_err(spill_error)?;
             count += 1;
         }
         let mut file = out.into_inner().map_err(|e| spill_error(e.into_error()))?;
@@ -477,40 +498,55 @@ impl ShortRun {
 
 /// Where a merge of short entries reads from.
 enum ShortSource {
-    Disk { input: BufReader<File>, remaining: u64 },
+    /// A run on disk, read a block of entries at a time.
+    Disk {
+        input: File,
+        /// Entries not read into `block` yet.
+        remaining: u64,
+        block: Vec<u8>,
+        /// Where the next entry starts in `block`.
+        at: usize,
+    },
     Memory(std::vec::IntoIter<ShortEntry>),
 }
+
+/// Short entries read from a run at once.
+const RUN_BLOCK_ENTRIES: usize = SHORT_RUN_BUFFER / SHORT_ENTRY_BYTES;
 
 impl ShortSource {
     fn disk(run: ShortRun) -> ShortSource {
         ShortSource::Disk {
-            input: BufReader::with_capacity(SHORT_RUN_BUFFER, run.file),
+            input: run.file,
             remaining: run.entries,
+            block: Vec::new(),
+            at: 0,
         }
     }
 
+    #[inline]
     fn next(&mut self) -> Result<Option<ShortEntry>, SourceError> {
         match self {
             ShortSource::Memory(entries) => Ok(entries.next()),
-            ShortSource::Disk { remaining: 0, .. } => Ok(None),
-            ShortSource::Disk { input, remaining } => {
-                let mut bytes = [0u8; SHORT_ENTRY_BYTES];
-                input.read_exact(&mut bytes).map_err(|e| {
-                    SourceError::Read(format!("cannot read the index back from its temporary file: {e}"))
-                })?;
-                *remaining -= 1;
-                let mut entry = ShortEntry {
-                    key: [0; SHORT_KEY],
-                    digest: [0; DIGEST_LEN],
-                    meta: 0,
-                };
-                entry.key.copy_from_slice(&bytes[..SHORT_KEY]);
-                entry
-                    .digest
-                    .copy_from_slice(&bytes[SHORT_KEY..SHORT_KEY + DIGEST_LEN]);
-                let mut meta = [0u8; 8];
-                meta.copy_from_slice(&bytes[SHORT_KEY + DIGEST_LEN..]);
-                entry.meta = u64::from_le_bytes(meta);
+            ShortSource::Disk {
+                input,
+                remaining,
+                block,
+                at,
+            } => {
+                if *at == block.len() {
+                    if *remaining == 0 {
+                        return Ok(None);
+                    }
+                    let entries = (*remaining).min(RUN_BLOCK_ENTRIES as u64);
+                    block.resize(entries as usize * SHORT_ENTRY_BYTES, 0);
+                    input.read_exact(block).map_err(|e| {
+                        SourceError::Read(format!("cannot read the index back from its temporary file: {e}"))
+                    })?;
+                    *remaining -= entries;
+                    *at = 0;
+                }
+                let entry = ShortEntry::from_bytes(&block[*at..]);
+                *at += SHORT_ENTRY_BYTES;
                 Ok(Some(entry))
             }
         }

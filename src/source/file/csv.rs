@@ -10,7 +10,7 @@ use super::records::{Record, Records};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::{
     IndexedFile, READ_BUFFER, REREAD_BUFFER, ReadAt, RecordView, Scan, blocking, column_index, declare_types,
-    key_error, key_part_from_text, open_error, recycle, set_key_part,
+    integer_text, key_error, key_part_from_text, open_error, recycle, set_key_part,
 };
 use crate::job::CsvConfig;
 use crate::source::value::Cell;
@@ -109,7 +109,7 @@ impl CsvSource {
                 let ty = spec.key_types.get(n).copied().unwrap_or(KeyType::Text);
                 let text = field(record, i, null, path)?;
                 match (ty, text) {
-                    (KeyType::Integer, Some(s)) if let Ok(v) = s.trim().parse::<i64>() => sorter.key_int(v),
+                    (KeyType::Integer, Some(s)) if let Some(v) = integer_text(s) => sorter.key_int(v),
                     (KeyType::Text, Some(s)) if !s.is_empty() => sorter.key_text(s),
                     _ => {
                         let part = key_part_from_text(text, ty)

@@ -118,12 +118,18 @@ fn key_part(value: Value, ty: KeyType) -> Result<KeyPart, String> {
 
 /// [`key_part`] for a text field (`None` for NULL), parsing integers without allocating.
 fn key_part_from_text(text: Option<&str>, ty: KeyType) -> Result<KeyPart, String> {
-    if let (KeyType::Integer, Some(s)) = (ty, text) {
-        if let Ok(i) = s.trim().parse::<i64>() {
-            return Ok(KeyPart::Int(i));
-        }
+    if let (KeyType::Integer, Some(s)) = (ty, text)
+        && let Some(i) = integer_text(s)
+    {
+        return Ok(KeyPart::Int(i));
     }
     key_part(text.map_or(Value::Null, |s| Value::Text(s.to_owned())), ty)
+}
+
+/// The integer a key's text spells, whitespace around it allowed; parsed as it is
+/// first, since it rarely has any (trimming looks for Unicode whitespace).
+fn integer_text(text: &str) -> Option<i64> {
+    text.parse().or_else(|_| text.trim().parse()).ok()
 }
 
 /// The scan error for a key column whose value cannot be a key, for `reason`.
