@@ -34,9 +34,11 @@ pub fn values_digest(
             Side::Owner => field.owner_col,
             Side::Replica => field.replica_col,
         };
-        let value = values[col];
+        // By reference: a copy would load the cell whole, just after the source wrote
+        // it in parts, which stalls.
+        let value = &values[col];
         if !push_plain(value, &field.rule, input) {
-            push_normalized(value, &field.rule, input)?;
+            push_normalized(*value, &field.rule, input)?;
         }
     }
     let hash = blake3::hash(input);
@@ -51,8 +53,8 @@ pub fn values_digest(
 /// text: this runs for every field of every row of a file. False (nothing written) for
 /// any other form.
 #[inline(always)]
-fn push_plain(value: Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
-    let text = match value {
+fn push_plain(value: &Cell<'_>, rule: &FieldRule, input: &mut Vec<u8>) -> bool {
+    let text = match *value {
         Cell::Null => {
             input.push(0);
             return true;
@@ -478,7 +480,7 @@ mod tests {
         for (cell, ty) in cases {
             let rule = FieldRule::exact(ty);
             let (mut plain, mut general) = (Vec::new(), Vec::new());
-            assert!(push_plain(cell, &rule, &mut plain), "{cell:?} as {ty:?}");
+            assert!(push_plain(&cell, &rule, &mut plain), "{cell:?} as {ty:?}");
             assert!(push_normalized(cell, &rule, &mut general).is_some());
             assert_eq!(plain, general, "{cell:?} as {ty:?}");
         }
@@ -530,7 +532,7 @@ mod tests {
             let rule = FieldRule { ty, trim, ignore_case, tolerance: None };
             let cell = cell_of(kind, &text, int);
             let mut plain = vec![7];
-            if push_plain(cell, &rule, &mut plain) {
+            if push_plain(&cell, &rule, &mut plain) {
                 let mut general = vec![7];
                 prop_assert!(push_normalized(cell, &rule, &mut general).is_some(), "{cell:?} as {ty:?}");
                 prop_assert_eq!(plain, general, "{:?} as {:?}", cell, ty);
