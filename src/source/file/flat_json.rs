@@ -6,17 +6,6 @@
 
 use crate::source::value::Cell;
 
-/// A wanted member of a line.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Member<'a> {
-    /// Its value, read by the flat reader: null, a boolean, a string without escapes, an
-    /// integer that fits an i64 or a number without an exponent (as its text).
-    Cell(Cell<'a>),
-    /// Its JSON text, for serde_json to decode: a member of a line that is not flat, or
-    /// a number with an exponent (which serde_json spells its own way).
-    Raw(&'a str),
-}
-
 /// The names of the wanted members, each also as a word to match a line's bytes against.
 pub struct Names {
     names: Vec<Name>,
@@ -85,15 +74,19 @@ impl Names {
 
 /// The value of each wanted member of `text` (by position in `names`; the last
 /// occurrence wins, as serde_json's visitor does), or `false` when the line is not a
-/// flat object this reader vouches for. `slots` must have one entry per name.
-pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Option<Member<'a>>]) -> bool {
-    slots.fill(None);
+/// flat object this reader vouches for. `slots` must have one entry per name. A value is
+/// null, a boolean, a string without escapes, an integer that fits an i64 or a number
+/// without an exponent (as its text); a number with an exponent is left as its JSON text
+/// ([`Cell::Json`]) for serde_json, which spells it its own way. A member the line lacks
+/// is null.
+pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Cell<'a>]) -> bool {
+    slots.fill(Cell::Null);
     read_object(text, names, slots)
 }
 
 /// Reads a flat object's wanted members from `text`.
 #[inline(always)]
-fn read_object<'a>(text: &'a str, names: &Names, slots: &mut [Option<Member<'a>>]) -> bool {
+fn read_object<'a>(text: &'a str, names: &Names, slots: &mut [Cell<'a>]) -> bool {
     let bytes = text.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
@@ -130,7 +123,7 @@ fn read_object<'a>(text: &'a str, names: &Names, slots: &mut [Option<Member<'a>>
             at = skip_space(bytes, at);
         }
         // An unwanted member's value is read (to validate it) into a slot of its own.
-        let mut unwanted = None;
+        let mut unwanted = Cell::Null;
         let into = match slot {
             Some(slot) => {
                 hint = slot + 1;
@@ -202,7 +195,7 @@ fn string_stops(word: u64) -> u64 {
 /// number, `true`, `false` or `null`. (Written in place: a returned member would be
 /// copied in pieces and read back whole, which stalls.)
 #[inline(always)]
-fn scalar<'a>(text: &'a str, at: usize, into: &mut Option<Member<'a>>) -> Option<usize> {
+fn scalar<'a>(text: &'a str, at: usize, into: &mut Cell<'a>) -> Option<usize> {
     let bytes = text.as_bytes();
     let (cell, end) = match bytes.get(at)? {
         b'"' => {
@@ -215,7 +208,7 @@ fn scalar<'a>(text: &'a str, at: usize, into: &mut Option<Member<'a>>) -> Option
         b'-' | b'0'..=b'9' => return number(text, at, into),
         _ => return None,
     };
-    *into = Some(Member::Cell(cell));
+    *into = cell;
     Some(end)
 }
 
@@ -227,7 +220,7 @@ fn literal(bytes: &[u8], at: usize, word: &[u8]) -> Option<usize> {
 /// [+-]? [0-9]+)?`, and where it ends. As serde_json reads it: an integer when it fits
 /// an i64, else its text.
 #[inline]
-fn number<'a>(text: &'a str, start: usize, into: &mut Option<Member<'a>>) -> Option<usize> {
+fn number<'a>(text: &'a str, start: usize, into: &mut Cell<'a>) -> Option<usize> {
     let bytes = text.as_bytes();
     let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     let negative = bytes.get(start) == Some(&b'-');
@@ -263,18 +256,18 @@ fn number<'a>(text: &'a str, start: usize, into: &mut Option<Member<'a>>) -> Opt
             return None;
         }
         at += n;
-        *into = Some(Member::Raw(&text[start..at]));
+        *into = Cell::Json(&text[start..at]);
         return Some(at);
     }
     let number = &text[start..at];
-    *into = Some(Member::Cell(match (integer, i64::try_from(magnitude)) {
+    *into = match (integer, i64::try_from(magnitude)) {
         // Eighteen digits always fit; longer ones are parsed, to find an overflow.
         (true, Ok(magnitude)) if integer_digits <= 18 => {
             Cell::Int(if negative { -magnitude } else { magnitude })
         }
         (true, _) => number.parse().map_or(Cell::Decimal(number), Cell::Int),
         (false, _) => Cell::Decimal(number),
-    }));
+    };
     Some(at)
 }
 
@@ -299,8 +292,8 @@ mod tests {
     }
 
     /// What serde_json makes of the line: for each wanted name, the value of its last
-    /// occurrence; `None` when the line is not a JSON object.
-    fn by_serde(text: &str) -> Option<Vec<Option<Value>>> {
+    /// occurrence (null where there is none); `None` when the line is not a JSON object.
+    fn by_serde(text: &str) -> Option<Vec<Value>> {
         struct All;
         impl<'de> Visitor<'de> for All {
             type Value = Vec<(String, Json)>;
@@ -322,20 +315,18 @@ mod tests {
             names()
                 .iter()
                 .map(|n| {
-                    all.iter()
-                        .rev()
-                        .find(|(k, _)| k == n)
-                        .map(|(_, v)| to_value(v.clone()))
+                    let last = all.iter().rev().find(|(k, _)| k == n);
+                    last.map_or(Value::Null, |(_, v)| to_value(v.clone()))
                 })
                 .collect(),
         )
     }
 
     /// A member's value, decoded by serde_json where the reader left its text.
-    fn value_of(member: Member<'_>) -> Value {
-        match member {
-            Member::Cell(cell) => cell.to_value(),
-            Member::Raw(raw) => to_value(serde_json::from_str(raw).expect("a member's text is JSON")),
+    fn value_of(cell: Cell<'_>) -> Value {
+        match cell {
+            Cell::Json(raw) => to_value(serde_json::from_str(raw).expect("a member's text is JSON")),
+            cell => cell.to_value(),
         }
     }
 
@@ -453,11 +444,11 @@ mod tests {
         #[test]
         fn answers_only_what_serde_json_agrees_with(text in line()) {
             let names = Names::new(&names());
-            let mut slots = vec![None; names.len()];
+            let mut slots = vec![Cell::Null; names.len()];
             if flat_members(&text, &names, &mut slots) {
                 let serde = by_serde(&text);
                 prop_assert!(serde.is_some(), "accepted {text:?}, which serde_json refuses");
-                let ours: Vec<Option<Value>> = slots.iter().map(|s| s.map(value_of)).collect();
+                let ours: Vec<Value> = slots.iter().map(|&cell| value_of(cell)).collect();
                 prop_assert_eq!(ours, serde.unwrap_or_default());
             }
         }
@@ -481,7 +472,7 @@ mod tests {
     #[test]
     fn reads_a_flat_object_and_leaves_the_rest_to_serde_json() {
         let names = Names::new(&names());
-        let mut slots = vec![None; names.len()];
+        let mut slots = vec![Cell::Null; names.len()];
         assert!(flat_members(
             " {\"a\": \"x\", \"id\":-1.5e3 ,\"c\":null}\r\n",
             &names,
@@ -490,17 +481,17 @@ mod tests {
         assert_eq!(
             slots,
             [
-                Some(Member::Raw("-1.5e3")),
-                Some(Member::Cell(Cell::Text("x"))),
-                None,
-                None,
-                None,
-                None
+                Cell::Json("-1.5e3"),
+                Cell::Text("x"),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null
             ]
         );
         assert!(flat_members("{\"id\":-12,\"b\":2.50}\n", &names, &mut slots));
-        assert_eq!(slots[0], Some(Member::Cell(Cell::Int(-12))));
-        assert_eq!(slots[2], Some(Member::Cell(Cell::Decimal("2.50"))));
+        assert_eq!(slots[0], Cell::Int(-12));
+        assert_eq!(slots[2], Cell::Decimal("2.50"));
         for text in [
             "{\"a\": [1]}",
             "{\"a\": \"\\n\"}",

@@ -12,7 +12,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::flat_json::{Member, Names, flat_members};
+use super::flat_json::{Names, flat_members};
 use super::spill_sort::{SortedRows, SpillSorter};
 use super::window::Window;
 use super::{
@@ -134,10 +134,12 @@ impl JsonlSource {
             };
             lookups.push(Lookup { slot, rest });
         }
+        let direct = lookups.len() == members.len() && lookups.iter().all(|l| l.rest.is_none());
         Ok(Plan {
             names: Names::new(&members),
             members,
             lookups,
+            direct,
         })
     }
 
@@ -153,19 +155,16 @@ impl JsonlSource {
 }
 
 /// The members `plan` wants from one line, borrowed from it, into `slots` (one per
-/// member). A flat object is read directly; any other line goes through serde_json.
-fn members<'a>(
-    plan: &Plan,
-    line: u64,
-    text: &'a str,
-    slots: &mut Vec<Option<Member<'a>>>,
-) -> Result<(), SourceError> {
+/// member): a flat object's values are read directly (see [`flat_members`]); any other
+/// line goes through serde_json, which leaves each member as its JSON text
+/// ([`Cell::Json`]). A member the line lacks is null.
+fn members<'a>(plan: &Plan, line: u64, text: &'a str, slots: &mut Vec<Cell<'a>>) -> Result<(), SourceError> {
     slots.clear();
-    slots.resize(plan.members.len(), None);
+    slots.resize(plan.members.len(), Cell::Null);
     if flat_members(text, &plan.names, slots) {
         return Ok(());
     }
-    slots.fill(None);
+    slots.fill(Cell::Null);
     let seed = WantedMembers {
         members: &plan.members,
         slots,
@@ -180,7 +179,7 @@ fn members<'a>(
 fn fill_key(
     spec: &ScanSpec,
     plan: &Plan,
-    slots: &[Option<Member<'_>>],
+    slots: &[Cell<'_>],
     line: u64,
     parts: &mut [KeyPart],
 ) -> Result<(), SourceError> {
@@ -204,7 +203,7 @@ fn fill_key(
 fn decoded_key_part(
     spec: &ScanSpec,
     lookup: &Lookup,
-    slots: &[Option<Member<'_>>],
+    slots: &[Cell<'_>],
     line: u64,
     n: usize,
 ) -> Result<KeyPart, SourceError> {
@@ -240,7 +239,7 @@ impl IndexedFile for JsonlSource {
         // Values that are not their own JSON text (an escaped string, an array, a
         // pointer into a member), decoded.
         let mut decoded: Vec<Value> = vec![Value::Null; value_lookups.len()];
-        let mut recycled_slots: Vec<Option<Member<'static>>> = Vec::new();
+        let mut recycled_slots: Vec<Cell<'static>> = Vec::new();
         let mut recycled: Vec<Cell<'static>> = Vec::with_capacity(value_lookups.len());
         let mut undecoded = Vec::new();
         let mut key = vec![KeyPart::Int(0); spec.key.len()];
@@ -248,6 +247,18 @@ impl IndexedFile for JsonlSource {
             let mut slots = recycle(std::mem::take(&mut recycled_slots));
             members(&plan, line, text, &mut slots)?;
             fill_key(spec, &plan, &slots, line, &mut key)?;
+            // Each value column its own member, none of them left as JSON text: the
+            // slots are the values, with nothing to copy.
+            let values = &slots[spec.key.len()..];
+            if plan.direct && !values.iter().any(|cell| matches!(cell, Cell::Json(_))) {
+                visit(RecordView {
+                    locator: start,
+                    key: &key,
+                    values,
+                })?;
+                recycled_slots = recycle(slots);
+                continue;
+            }
             let mut cells = recycle(std::mem::take(&mut recycled));
             undecoded.clear();
             for (n, (lookup, decoded)) in value_lookups.iter().zip(decoded.iter_mut()).enumerate() {
@@ -354,6 +365,9 @@ struct Plan {
     names: Names,
     /// Key columns, then the other columns, in scan order.
     lookups: Vec<Lookup>,
+    /// Whether every column is a member of its own, with no pointer below it: column
+    /// `n` is then slot `n`.
+    direct: bool,
 }
 
 /// A column's place in a line: a top-level member, or a pointer within one.
@@ -368,27 +382,25 @@ impl Lookup {
     /// the flat reader read, or one whose JSON text is the value (null, a boolean, a
     /// number, a string without escapes). `None` otherwise.
     #[inline(always)]
-    fn cell<'a>(&self, slots: &[Option<Member<'a>>]) -> Option<Cell<'a>> {
+    fn cell<'a>(&self, slots: &[Cell<'a>]) -> Option<Cell<'a>> {
         if self.rest.is_some() {
             return None;
         }
         match slots[self.slot] {
-            None => Some(Cell::Null),
-            Some(Member::Cell(cell)) => Some(cell),
-            Some(Member::Raw(raw)) => raw_cell(raw),
+            Cell::Json(raw) => raw_cell(raw),
+            cell => Some(cell),
         }
     }
 
     /// The column's value, decoded.
-    fn value(&self, slots: &[Option<Member<'_>>], line: u64) -> Result<Value, SourceError> {
+    fn value(&self, slots: &[Cell<'_>], line: u64) -> Result<Value, SourceError> {
         if let Some(cell) = self.cell(slots) {
             return Ok(cell.to_value());
         }
         let raw = match slots[self.slot] {
-            None => return Ok(Value::Null),
-            Some(Member::Raw(raw)) => raw,
+            Cell::Json(raw) => raw,
             // A pointer into a scalar: the scalar itself, or nothing below it.
-            Some(Member::Cell(cell)) => {
+            cell => {
                 return Ok(match self.rest.as_deref() {
                     None | Some("") => cell.to_value(),
                     Some(_) => Value::Null,
@@ -609,7 +621,7 @@ impl<'de> Visitor<'de> for AllMembers {
 /// Finds the members a scan needs, keeping each one's JSON text, and skips the rest.
 struct WantedMembers<'s, 'de> {
     members: &'s [String],
-    slots: &'s mut [Option<Member<'de>>],
+    slots: &'s mut [Cell<'de>],
 }
 
 impl<'de> DeserializeSeed<'de> for WantedMembers<'_, 'de> {
@@ -630,7 +642,7 @@ impl<'de> Visitor<'de> for WantedMembers<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(slot) = map.next_key_seed(MemberSlot(self.members))? {
             match slot {
-                Some(slot) => self.slots[slot] = Some(Member::Raw(map.next_value::<&'de RawValue>()?.get())),
+                Some(slot) => self.slots[slot] = Cell::Json(map.next_value::<&'de RawValue>()?.get()),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -742,7 +754,7 @@ mod tests {
         let mut slots = Vec::new();
         members(plan, 7, text, &mut slots).map_err(|e| e.to_string())?;
         // The same members as serde_json finds them, as JSON text.
-        let mut texts = vec![None; plan.members.len()];
+        let mut texts = vec![Cell::Null; plan.members.len()];
         let seed = WantedMembers {
             members: &plan.members,
             slots: &mut texts,
@@ -750,7 +762,7 @@ mod tests {
         parse_object(text, 7, seed).map_err(|e| e.to_string())?;
         let lookup = &plan.lookups[0];
         let cell = lookup.cell(&slots);
-        if let Some(Member::Raw(raw)) = texts[0] {
+        if let Cell::Json(raw) = texts[0] {
             assert_eq!(cell.is_some(), raw_cell(raw).is_some(), "{text}");
             let json = serde_json::from_str(raw).expect("a member's text is JSON");
             assert_eq!(cell.map(|c| c.to_value()), cell.map(|_| to_value(json)), "{text}");
@@ -783,6 +795,7 @@ mod tests {
                 members: vec!["k".into()],
                 names: Names::new(&["k".into()]),
                 lookups: vec![Lookup { slot: 0, rest: None }],
+                direct: true,
             };
             let mut slots = Vec::new();
             members(&plan, 7, &text, &mut slots).unwrap();
@@ -972,6 +985,50 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, SourceError::Schema(_)));
+    }
+
+    /// Indexing shows each line's key and values as reading the line as a row does: with
+    /// every column a member of its own (where the slots are the values) and with a
+    /// pointer column, for flat lines, a number left as its text, missing members and
+    /// lines only serde_json reads.
+    #[test]
+    fn indexed_records_are_the_rows_of_their_lines() {
+        let lines = [
+            r#"{"id":1,"a":"x","b":2.50,"c":true}"#,
+            r#"{"id":2,"a":"y","b":1e3,"c":null}"#,
+            r#"{"id":3,"b":-7}"#,
+            r#"{"id":4,"a":"q\"t","b":[1],"c":false}"#,
+            r#"{ "id" : 5 , "a" : "s p" , "b" : 9223372036854775808 }"#,
+            r#"{"id":6,"a":{"n":1},"b":"é","c":1}"#,
+        ];
+        let content = lines.join("\n") + "\n";
+        for (pointers, columns) in [
+            (&[][..], &["a", "b", "c"][..]),
+            (&[("p", "/a/n")][..], &["a", "b", "c", "p"][..]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut source = JsonlSource::open(&config(&dir, content.as_bytes(), pointers)).unwrap();
+            let spec = spec(&[("id", KeyType::Integer)], columns, 10);
+            let plan = source.plan(&spec).unwrap();
+            assert_eq!(plan.direct, pointers.is_empty());
+            let mut indexed = Vec::new();
+            source
+                .index(&spec, &mut |record| {
+                    let values: Vec<Value> = record.values.iter().map(Cell::to_value).collect();
+                    indexed.push((record.key.to_vec(), values));
+                    Ok(())
+                })
+                .unwrap();
+            let rows: Vec<(Vec<KeyPart>, Vec<Value>)> = (1..)
+                .zip(lines)
+                .map(|(line, text)| {
+                    let row = row_of(&spec, &plan, line, text).unwrap();
+                    (row.key.0, row.values)
+                })
+                .collect();
+            assert_eq!(indexed, rows);
+            assert_eq!(indexed[2].1[0], Value::Null, "a missing member");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
