@@ -192,8 +192,8 @@ fn string_stops(word: u64) -> u64 {
 }
 
 /// Reads the scalar at `at` into `into` and returns where it ends: a plain string, a
-/// number, `true`, `false` or `null`. (Written in place: a returned member would be
-/// copied in pieces and read back whole, which stalls.)
+/// number, `true`, `false` or `null`. (Written in place: a returned cell would be
+/// stored in pieces and loaded back whole, which stalls.)
 #[inline(always)]
 fn scalar<'a>(text: &'a str, at: usize, into: &mut Cell<'a>) -> Option<usize> {
     let bytes = text.as_bytes();
