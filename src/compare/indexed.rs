@@ -1324,6 +1324,48 @@ mod tests {
             .collect()
     }
 
+    /// A run of two blocks and part of a third reads back as it was written.
+    #[test]
+    fn a_run_reads_back_over_several_blocks() {
+        let entries: Vec<ShortEntry> = (0..RUN_BLOCK_ENTRIES as u64 * 2 + 7)
+            .map(|n| ShortEntry::new(&n.to_be_bytes(), Some(u128::from(n).to_le_bytes()), n))
+            .collect();
+        let run = ShortRun::write(entries.iter().copied().map(Ok)).expect("run written");
+        let mut source = ShortSource::disk(run);
+        let read: Vec<ShortEntry> = std::iter::from_fn(|| source.next().expect("entry read")).collect();
+        assert_eq!(entry_fields(&read), entry_fields(&entries));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Sorted runs written to disk (read back over several blocks) and one in memory
+        /// merge into the order of all their entries, each entry as it was.
+        #[test]
+        fn runs_on_disk_and_in_memory_merge_in_order(
+            entries in short_entries(),
+            cuts in (0.0..1.0f64, 0.0..1.0f64),
+        ) {
+            let mut expected = entries.clone();
+            expected.sort_by_key(ShortEntry::order);
+            let at = |cut: f64| (cut * entries.len() as f64) as usize;
+            let (first, second) = (at(cuts.0).min(at(cuts.1)), at(cuts.0).max(at(cuts.1)));
+            let mut sources = Vec::new();
+            for part in [&entries[..first], &entries[first..second]] {
+                let mut run = part.to_vec();
+                sort_short(&mut run);
+                let run = ShortRun::write(run.into_iter().map(Ok)).expect("run written");
+                sources.push(ShortSource::disk(run));
+            }
+            let mut last = entries[second..].to_vec();
+            sort_short(&mut last);
+            sources.push(ShortSource::Memory(last.into_iter()));
+            let mut merge = ShortMerge::new(sources).expect("merge");
+            let merged: Vec<ShortEntry> = std::iter::from_fn(|| merge.next().expect("entry read")).collect();
+            prop_assert_eq!(entry_fields(&merged), entry_fields(&expected));
+        }
+    }
+
     proptest! {
         /// Short entries sort as comparing their order would: by key, key length and
         /// locator, whichever bytes vary. Partitioned alone, also when fewer than it is
