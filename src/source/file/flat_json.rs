@@ -157,7 +157,7 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
 
 /// The end (after the closing quote) of a string at `at` without escapes or control
 /// characters.
-#[inline]
+#[inline(always)]
 fn plain_string(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'"') {
         return None;
