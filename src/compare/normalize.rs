@@ -304,9 +304,7 @@ pub(crate) fn write_plain_decimal(text: &[u8], out: &mut Vec<u8>) -> bool {
     }
     let (before, after) = plain.digits;
     out.extend_from_slice(before);
-    if !after.is_empty() {
-        out.extend_from_slice(after);
-    }
+    out.extend_from_slice(after);
     if plain.exp != 0 {
         out.push(b'e');
         if plain.exp < 0 {

@@ -79,14 +79,9 @@ impl Names {
 /// without an exponent (as its text); a number with an exponent is left as its JSON text
 /// ([`Cell::Json`]) for serde_json, which spells it its own way. A member the line lacks
 /// is null.
+#[inline]
 pub fn flat_members<'a>(text: &'a str, names: &Names, slots: &mut [Cell<'a>]) -> bool {
     slots.fill(Cell::Null);
-    read_object(text, names, slots)
-}
-
-/// Reads a flat object's wanted members from `text`.
-#[inline(always)]
-fn read_object<'a>(text: &'a str, names: &Names, slots: &mut [Cell<'a>]) -> bool {
     let bytes = text.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
