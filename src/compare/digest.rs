@@ -5,7 +5,7 @@
 use crate::compare::normalize::{
     Normalized, normalize_append, parse_plain_instant, plain_decimal, uuid_bytes, write_int_canonical,
 };
-use crate::compare::{CompareField, FieldRule};
+use crate::compare::{CompareField, FieldRule, lanes};
 use crate::job::Side;
 use crate::source::FieldType;
 use crate::source::value::Cell;
@@ -24,6 +24,19 @@ pub fn values_digest(
     side: Side,
     input: &mut Vec<u8>,
 ) -> Option<[u8; DIGEST_LEN]> {
+    frame_values(values, fields, side, input)?;
+    Some(lanes::hash_prefix(input))
+}
+
+/// Writes into `input` what [`values_digest`] hashes: the row's compared fields, each
+/// normalized and framed. `None` when a value does not parse as its field's type. Hashed
+/// apart from the framing, many rows' inputs can be hashed at once ([`lanes::Batch`]).
+pub fn frame_values(
+    values: &[Cell<'_>],
+    fields: &[CompareField],
+    side: Side,
+    input: &mut Vec<u8>,
+) -> Option<()> {
     input.clear();
     // Each field is a lone 0 for NULL, or its length plus one in a byte (255 and eight
     // more bytes from 254 bytes on) and its canonical bytes: that frames every field, so
@@ -41,10 +54,7 @@ pub fn values_digest(
             push_normalized(*value, &field.rule, input)?;
         }
     }
-    let hash = blake3::hash(input);
-    let mut digest = [0; DIGEST_LEN];
-    digest.copy_from_slice(&hash.as_bytes()[..DIGEST_LEN]);
-    Some(digest)
+    Some(())
 }
 
 /// Appends the framed field in its common forms (NULL; a plain text; an integer, a plain

@@ -15,7 +15,7 @@ use std::io::{BufWriter, Read, Seek, Write};
 
 use crate::compare::digest::DIGEST_LEN;
 use crate::compare::merge::{GroupSink, MergeError};
-use crate::compare::{Comparer, GroupOutcome};
+use crate::compare::{Comparer, GroupOutcome, lanes};
 use crate::job::Side;
 use crate::source::file::IndexedFile;
 use crate::source::file::spill_sort::{SortedRows, SpillSorter, decode_key};
@@ -139,18 +139,85 @@ fn build_index(
     progress: &(dyn Fn(Side, u64) + Sync),
 ) -> Result<(SortedIndex, u64), SourceError> {
     let mut index = IndexBuilder::new(spec, file.byte_size());
+    let mut pending = PendingEntries::default();
     let mut rows = 0u64;
     file.index(spec, &mut |record| {
-        let digest = comparer.digest(side, record.values);
-        index.push(record.key, digest, record.locator)?;
+        pending.push(
+            &mut index,
+            record.key,
+            comparer.digest_input(side, record.values),
+            record.locator,
+        )?;
         rows += 1;
         if rows % PROGRESS_EVERY == 0 {
             progress(side, rows);
         }
         Ok(())
     })?;
+    pending.flush(&mut index)?;
     progress(side, rows);
     Ok((index.finish()?, rows))
+}
+
+/// Index entries whose digests are hashed together, [`lanes::LANES`] rows at a time; they
+/// reach the index in file order, which keeps equal keys in file order.
+#[derive(Default)]
+struct PendingEntries {
+    inputs: lanes::Batch,
+    /// The entries' encoded keys, back to back, and where each ends.
+    keys: Vec<u8>,
+    key_ends: [usize; lanes::LANES],
+    locators: [u64; lanes::LANES],
+    digests: [[u8; DIGEST_LEN]; lanes::LANES],
+}
+
+impl PendingEntries {
+    /// Adds a row's entry: its key, the input of its digest (`None`: the digest is not
+    /// valid) and its locator.
+    fn push(
+        &mut self,
+        index: &mut IndexBuilder,
+        key: &[KeyPart],
+        digest_input: Option<&[u8]>,
+        locator: u64,
+    ) -> Result<(), SourceError> {
+        if !digest_input.is_some_and(|input| self.inputs.push(input)) {
+            // Not valid, or longer than a block: on its own, after the rows waiting.
+            self.flush(index)?;
+            for part in key {
+                key_bytes::push_part(&mut self.keys, part);
+            }
+            let result = index.push(&self.keys, digest_input.map(lanes::hash_prefix), locator);
+            self.keys.clear();
+            return result;
+        }
+        for part in key {
+            key_bytes::push_part(&mut self.keys, part);
+        }
+        let at = self.inputs.len() - 1;
+        self.key_ends[at] = self.keys.len();
+        self.locators[at] = locator;
+        if self.inputs.is_full() {
+            self.flush(index)?;
+        }
+        Ok(())
+    }
+
+    /// Hashes the waiting rows' inputs and adds their entries to the index.
+    fn flush(&mut self, index: &mut IndexBuilder) -> Result<(), SourceError> {
+        let count = self.inputs.len();
+        if count > 0 {
+            self.inputs.finish(&mut self.digests);
+            let mut start = 0;
+            for at in 0..count {
+                let end = self.key_ends[at];
+                index.push(&self.keys[start..end], Some(self.digests[at]), self.locators[at])?;
+                start = end;
+            }
+        }
+        self.keys.clear();
+        Ok(())
+    }
 }
 
 /// An index entry whose key's bytes are short (an integer key, or text of a dozen
@@ -338,7 +405,7 @@ struct IndexBuilder {
     /// holds its old and new buffers at once.
     max_short: usize,
     sorter: SpillSorter,
-    /// The key's bytes, then the entry's, of the row being added.
+    /// The entry's bytes after its key, of the row being added.
     scratch: Vec<u8>,
 }
 
@@ -354,18 +421,16 @@ impl IndexBuilder {
         }
     }
 
+    /// Adds an entry: the row's key encoded by [`key_bytes::push_part`], its digest
+    /// (`None`: not valid) and its locator.
     fn push(
         &mut self,
-        key: &[KeyPart],
+        key: &[u8],
         digest: Option<[u8; DIGEST_LEN]>,
         locator: u64,
     ) -> Result<(), SourceError> {
-        self.scratch.clear();
-        for part in key {
-            key_bytes::push_part(&mut self.scratch, part);
-        }
         if let Some(short) = &self.short {
-            if self.scratch.len() <= SHORT_KEY && locator < LOCATOR_LIMIT {
+            if key.len() <= SHORT_KEY && locator < LOCATOR_LIMIT {
                 if short.len() >= self.max_short {
                     self.spill_short()?;
                 }
@@ -383,16 +448,14 @@ impl IndexBuilder {
                     if short.len() == short.capacity() {
                         short.reserve_exact(short.capacity().max(1024).min(self.max_short - short.len()));
                     }
-                    short.push(ShortEntry::new(&self.scratch, digest, locator));
+                    short.push(ShortEntry::new(key, digest, locator));
                     return Ok(());
                 }
             }
             self.generalize()?;
         }
         self.sorter.begin()?;
-        for part in key {
-            self.sorter.key_part(part);
-        }
+        self.sorter.key_encoded(key);
         self.scratch.clear();
         push_entry(&mut self.scratch, digest.as_ref(), locator);
         self.sorter.raw(&self.scratch);
@@ -1484,12 +1547,12 @@ mod tests {
                 let n = if short_only && n % 3 == 2 { n + 1 } else { n };
                 let key = key_of(n);
                 let digest = valid.then_some([n; DIGEST_LEN]);
-                builder.push(&key, digest, locator as u64).expect("push");
                 let mut bytes = Vec::new();
                 for part in &key {
                     key_bytes::push_part(&mut bytes, part);
                 }
                 let key_len = bytes.len();
+                builder.push(&bytes, digest, locator as u64).expect("push");
                 push_entry(&mut bytes, digest.as_ref(), locator as u64);
                 expected.push((bytes, key_len));
             }

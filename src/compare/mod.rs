@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod inconsistency;
 pub mod indexed;
+pub mod lanes;
 pub mod merge;
 pub mod normalize;
 pub mod packed;
@@ -89,14 +90,15 @@ impl Comparer {
         }
     }
 
-    /// The digest of one side's row values (see [`digest::values_digest`]), or `None`
-    /// when the row can only be judged by comparing it: a value does not parse, or the
-    /// row changed within the staleness window.
-    pub fn digest(&mut self, side: Side, values: &[Cell<'_>]) -> Option<[u8; digest::DIGEST_LEN]> {
+    /// The digest input of one side's row values (see [`digest::frame_values`]), or
+    /// `None` when the row can only be judged by comparing it: a value does not parse,
+    /// or the row changed within the staleness window.
+    pub fn digest_input(&mut self, side: Side, values: &[Cell<'_>]) -> Option<&[u8]> {
         if self.recent_at(side, |col| instant_of_cell(values[col])) {
             return None;
         }
-        digest::values_digest(values, &self.plan.fields, side, &mut self.digest_input)
+        digest::frame_values(values, &self.plan.fields, side, &mut self.digest_input)?;
+        Some(&self.digest_input)
     }
 
     /// For each compared field, whether its cells can be judged by their bytes: both

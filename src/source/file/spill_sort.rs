@@ -129,6 +129,11 @@ impl SpillSorter {
         key_bytes::push_part(&mut self.arena, part);
     }
 
+    /// Adds key parts already encoded by [`key_bytes::push_part`] to the row being built.
+    pub fn key_encoded(&mut self, bytes: &[u8]) {
+        self.arena.extend_from_slice(bytes);
+    }
+
     fn end_key(&mut self) {
         if self.key_len.is_none() {
             self.key_len = Some(self.arena.len() - self.row_start);
