@@ -7,9 +7,8 @@
 //! other source; a key missing on a side or duplicated is judged by its row counts
 //! unless its rows could change that. The findings are the same, the work is a fraction.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::binary_heap::PeekMut;
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 
@@ -616,43 +615,87 @@ impl ShortSource {
     }
 }
 
-/// Short entries in order, merged from sorted sources. Entries never tie: a side's
-/// locators are all different.
+/// Short entries in order, merged from sorted sources by a tree of losers: taking an
+/// entry replays only its source's path to the root, one comparison a level, where a
+/// binary heap compares and moves along two children a level. Entries never tie: a
+/// side's locators are all different.
 struct ShortMerge {
     sources: Vec<ShortSource>,
-    heads: Vec<Option<ShortEntry>>,
-    heap: BinaryHeap<Reverse<((u128, u64), usize)>>,
+    /// Each source's next entry and its order ([`EXHAUSTED`] when it has none), for a
+    /// power of two of sources: the ones past `sources` are exhausted from the start.
+    heads: Vec<ShortEntry>,
+    orders: Vec<(u128, u64)>,
+    /// `tree[0]`: the source with the least order. `tree[n]` for `n > 0`: the source
+    /// that lost the match at node `n`, whose children are nodes `2n` and `2n + 1`;
+    /// source `s` plays from node `heads.len() + s`.
+    tree: Vec<usize>,
 }
+
+/// The order of a source with no entry left: above every entry's, whose length bits
+/// keep its second part below this.
+const EXHAUSTED: (u128, u64) = (u128::MAX, u64::MAX);
 
 impl ShortMerge {
     fn new(mut sources: Vec<ShortSource>) -> Result<ShortMerge, SourceError> {
-        let mut heads = Vec::with_capacity(sources.len());
-        let mut heap = BinaryHeap::with_capacity(sources.len());
+        let width = sources.len().next_power_of_two();
+        let empty = ShortEntry {
+            key: [0; SHORT_KEY],
+            digest: [0; DIGEST_LEN],
+            meta: 0,
+        };
+        let mut heads = vec![empty; width];
+        let mut orders = vec![EXHAUSTED; width];
         for (n, source) in sources.iter_mut().enumerate() {
-            let head = source.next()?;
-            if let Some(entry) = &head {
-                heap.push(Reverse((entry.order(), n)));
+            if let Some(entry) = source.next()? {
+                orders[n] = entry.order();
+                heads[n] = entry;
             }
-            heads.push(head);
         }
-        Ok(ShortMerge { sources, heads, heap })
+        // Plays every match once, from the leaves up.
+        let mut winners = vec![0; 2 * width];
+        for (n, winner) in winners[width..].iter_mut().enumerate() {
+            *winner = n;
+        }
+        let mut tree = vec![0; width];
+        for node in (1..width).rev() {
+            let (a, b) = (winners[2 * node], winners[2 * node + 1]);
+            let (winner, loser) = if orders[b] < orders[a] { (b, a) } else { (a, b) };
+            winners[node] = winner;
+            tree[node] = loser;
+        }
+        tree[0] = winners[1];
+        Ok(ShortMerge {
+            sources,
+            heads,
+            orders,
+            tree,
+        })
     }
 
     fn next(&mut self) -> Result<Option<ShortEntry>, SourceError> {
-        let Some(mut top) = self.heap.peek_mut() else {
+        let mut winner = self.tree[0];
+        if self.orders[winner] == EXHAUSTED {
             return Ok(None);
-        };
-        let Reverse((_, n)) = *top;
-        let entry = self.heads[n].take();
-        self.heads[n] = self.sources[n].next()?;
-        match &self.heads[n] {
-            // Replaced in place: one sift instead of a pop and a push.
-            Some(next) => *top = Reverse((next.order(), n)),
-            None => {
-                PeekMut::pop(top);
-            }
         }
-        Ok(entry)
+        let entry = self.heads[winner];
+        match self.sources[winner].next()? {
+            Some(next) => {
+                self.orders[winner] = next.order();
+                self.heads[winner] = next;
+            }
+            None => self.orders[winner] = EXHAUSTED,
+        }
+        let mut node = (self.heads.len() + winner) / 2;
+        while node > 0 {
+            let other = self.tree[node];
+            if self.orders[other] < self.orders[winner] {
+                self.tree[node] = winner;
+                winner = other;
+            }
+            node /= 2;
+        }
+        self.tree[0] = winner;
+        Ok(Some(entry))
     }
 }
 
@@ -1423,6 +1466,34 @@ mod tests {
             let mut last = entries[second..].to_vec();
             sort_short(&mut last);
             sources.push(ShortSource::Memory(last.into_iter()));
+            let mut merge = ShortMerge::new(sources).expect("merge");
+            let merged: Vec<ShortEntry> = std::iter::from_fn(|| merge.next().expect("entry read")).collect();
+            prop_assert_eq!(entry_fields(&merged), entry_fields(&expected));
+        }
+
+        /// Any number of sorted sources, none to more than a power of two, some of them
+        /// empty, merge into all their entries in order.
+        #[test]
+        fn any_number_of_sources_merge_in_order(
+            entries in short_entries(),
+            source_of in proptest::collection::vec(0usize..40, 0..400),
+            count in 0usize..40,
+        ) {
+            let mut parts = vec![Vec::new(); count];
+            if count > 0 {
+                for (n, entry) in entries.iter().enumerate() {
+                    parts[source_of.get(n).copied().unwrap_or(n) % count].push(*entry);
+                }
+            }
+            let mut expected: Vec<ShortEntry> = parts.concat();
+            expected.sort_by_key(ShortEntry::order);
+            let sources = parts
+                .into_iter()
+                .map(|mut part| {
+                    sort_short(&mut part);
+                    ShortSource::Memory(part.into_iter())
+                })
+                .collect();
             let mut merge = ShortMerge::new(sources).expect("merge");
             let merged: Vec<ShortEntry> = std::iter::from_fn(|| merge.next().expect("entry read")).collect();
             prop_assert_eq!(entry_fields(&merged), entry_fields(&expected));
