@@ -99,9 +99,12 @@ fn feed<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, index: SortedInde
         return index;
     };
     let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+    let (spent, spent_batches) = std::sync::mpsc::channel::<Vec<ShortEntry>>();
     scope.spawn(move || {
         loop {
-            let mut batch = Vec::with_capacity(FEED_BATCH);
+            let mut batch = spent_batches
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(FEED_BATCH));
             let end = loop {
                 match merge.next() {
                     Ok(Some(entry)) if batch.len() + 1 < FEED_BATCH => batch.push(entry),
@@ -125,7 +128,8 @@ fn feed<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, index: SortedInde
     });
     SortedIndex::Fed {
         receiver,
-        batch: Vec::new().into_iter(),
+        spent,
+        batch: ShortBatch::default(),
     }
 }
 
@@ -514,7 +518,7 @@ impl IndexBuilder {
         };
         sort_short(&mut short);
         if self.short_runs.is_empty() {
-            return Ok(SortedIndex::Short(short.into_iter()));
+            return Ok(SortedIndex::Short(ShortBatch::new(short)));
         }
         let mut sources: Vec<ShortSource> = self.short_runs.into_iter().map(ShortSource::disk).collect();
         sources.push(ShortSource::Memory(short.into_iter()));
@@ -702,16 +706,53 @@ impl ShortMerge {
 /// A finished index, read in key order.
 enum SortedIndex {
     /// Short entries, all in memory.
-    Short(std::vec::IntoIter<ShortEntry>),
+    Short(ShortBatch),
     /// Short entries merged from runs on disk and in memory.
     ShortMerge(ShortMerge),
-    /// Short entries merged on another thread, in batches.
+    /// Short entries merged on another thread, in batches; a batch read to its end goes
+    /// back through `spent` to be filled again.
     Fed {
         receiver: std::sync::mpsc::Receiver<Result<Vec<ShortEntry>, SourceError>>,
-        batch: std::vec::IntoIter<ShortEntry>,
+        spent: std::sync::mpsc::Sender<Vec<ShortEntry>>,
+        batch: ShortBatch,
     },
     /// Entries of the general sorter, from memory or merged from disk.
     Rows(SortedRows),
+}
+
+/// Short entries in memory, read from the front.
+#[derive(Default)]
+struct ShortBatch {
+    entries: Vec<ShortEntry>,
+    at: usize,
+}
+
+impl ShortBatch {
+    fn new(entries: Vec<ShortEntry>) -> ShortBatch {
+        ShortBatch { entries, at: 0 }
+    }
+
+    fn next(&mut self) -> Option<ShortEntry> {
+        let entry = self.entries.get(self.at).copied();
+        self.at += usize::from(entry.is_some());
+        entry
+    }
+
+    /// The entry `n` places on (`n = 0`: the next), skipping those before it.
+    fn nth(&mut self, n: usize) -> Option<ShortEntry> {
+        self.at = self.entries.len().min(self.at + n);
+        self.next()
+    }
+
+    fn as_slice(&self) -> &[ShortEntry] {
+        &self.entries[self.at..]
+    }
+
+    /// The batch's vector, emptied, to be filled again.
+    fn into_spent(mut self) -> Vec<ShortEntry> {
+        self.entries.clear();
+        self.entries
+    }
 }
 
 /// What an index entry says of its row, after its key.
@@ -779,13 +820,21 @@ impl IndexCursor {
                     .map_or(Current::End, Current::Short);
                 Ok(())
             }
-            SortedIndex::Fed { receiver, batch } => {
+            SortedIndex::Fed {
+                receiver,
+                spent,
+                batch,
+            } => {
                 self.current = loop {
                     if let Some(entry) = batch.next() {
                         break Current::Short(entry);
                     }
                     match receiver.recv() {
-                        Ok(Ok(next)) => *batch = next.into_iter(),
+                        Ok(Ok(next)) => {
+                            // Filled again, a batch's memory is not given back and taken anew
+                            // (page faults) for every batch. The merging thread may be done.
+                            let _ = spent.send(std::mem::replace(batch, ShortBatch::new(next)).into_spent());
+                        }
                         Ok(Err(e)) => return Err((self.side, e)),
                         // The merging thread has sent its last batch.
                         Err(_) => break Current::End,
@@ -1582,13 +1631,13 @@ mod tests {
 
             let cursor = |side, entries: Vec<ShortEntry>| {
                 let index = match batch {
-                    None => SortedIndex::Short(entries.into_iter()),
+                    None => SortedIndex::Short(ShortBatch::new(entries)),
                     Some(size) => {
                         let (sender, receiver) = std::sync::mpsc::channel();
                         for part in entries.chunks(size) {
                             sender.send(Ok(part.to_vec())).expect("send");
                         }
-                        SortedIndex::Fed { receiver, batch: Vec::new().into_iter() }
+                        SortedIndex::Fed { receiver, spent: std::sync::mpsc::channel().0, batch: ShortBatch::default() }
                     }
                 };
                 IndexCursor::new(side, index).expect("cursor")
