@@ -98,6 +98,7 @@ pub fn hash_prefix(input: &[u8]) -> [u8; 16] {
 
 /// The vector instructions a batch is hashed with.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Level {
     Avx512,
     Avx2,
