@@ -164,27 +164,18 @@ fn hash_blocks_avx2(
     count: usize,
     out: &mut [[u8; 16]; LANES],
 ) {
-    let mut first = [[0u8; 16]; LANES];
-    compress_lanes::<8>(blocks, lens, &mut first);
-    out[..8].copy_from_slice(&first[..8]);
+    compress_lanes::<8>(blocks, lens, out);
     if count > 8 {
-        let mut rest_blocks = [[0u32; 16]; LANES];
-        rest_blocks[..8].copy_from_slice(&blocks[8..]);
-        let mut rest_lens = [0u32; LANES];
-        rest_lens[..8].copy_from_slice(&lens[8..]);
-        compress_lanes::<8>(&rest_blocks, &rest_lens, &mut first);
-        out[8..].copy_from_slice(&first[..8]);
+        compress_lanes::<8>(&blocks[8..], &lens[8..], &mut out[8..]);
     }
 }
 
 /// One compression of the first `N` blocks side by side, each word a vector of `N`
 /// lanes; writes the first 16 bytes of each output.
 #[inline(always)]
-fn compress_lanes<const N: usize>(
-    blocks: &[[u32; 16]; LANES],
-    lens: &[u32; LANES],
-    out: &mut [[u8; 16]; LANES],
-) {
+fn compress_lanes<const N: usize>(blocks: &[[u32; 16]], lens: &[u32], out: &mut [[u8; 16]]) {
+    // Sliced once to `N`, so that the loops over lanes carry no bound checks.
+    let (blocks, lens, out) = (&blocks[..N], &lens[..N], &mut out[..N]);
     let mut m = [[0u32; N]; 16];
     for (word, lanes) in m.iter_mut().enumerate() {
         for (lane, value) in lanes.iter_mut().enumerate() {
@@ -199,7 +190,7 @@ fn compress_lanes<const N: usize>(
         v[8 + i] = [IV[i]; N];
     }
     // Words 12 and 13 are the counter, zero for the first chunk.
-    v[14].copy_from_slice(&lens[..N]);
+    v[14].copy_from_slice(lens);
     v[15] = [ONE_BLOCK_FLAGS; N];
     for schedule in &SCHEDULE {
         g(&mut v, 0, 4, 8, 12, &m[schedule[0]], &m[schedule[1]]);
@@ -211,7 +202,7 @@ fn compress_lanes<const N: usize>(
         g(&mut v, 2, 7, 8, 13, &m[schedule[12]], &m[schedule[13]]);
         g(&mut v, 3, 4, 9, 14, &m[schedule[14]], &m[schedule[15]]);
     }
-    for (lane, digest) in out.iter_mut().take(N).enumerate() {
+    for (lane, digest) in out.iter_mut().enumerate() {
         for i in 0..4 {
             let word = v[i][lane] ^ v[i + 8][lane];
             digest[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
